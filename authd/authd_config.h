@@ -1,0 +1,52 @@
+/* ballast-authd configuration: the YAML schema (server, limits, zones) and the command-line
+ * shortcut (--listen/--zone without a file), both producing one struct authd_config. */
+#ifndef BALLAST_AUTHD_CONFIG_H
+#define BALLAST_AUTHD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "addr.h"
+#include "config.h"
+#include "limits.h"
+#include "log.h"
+
+#define AUTHD_DEFAULT_PORT 53
+#define AUTHD_MAX_LISTEN 64
+
+struct authd_zone_config {
+    char *name;  /* zone apex as written, e.g. "example.test" */
+    char *file;  /* path; relative paths in a config file are resolved against its directory */
+};
+
+struct authd_config {
+    char *source_file;                 /* config file path, NULL when built from flags */
+    struct addr listen[AUTHD_MAX_LISTEN];
+    char *listen_text[AUTHD_MAX_LISTEN]; /* as written, for logs */
+    size_t listen_count;
+    unsigned workers;                  /* 0 = one per CPU */
+    enum log_level log_level;
+    char *control_path;                /* Unix control socket; NULL = none */
+    char *pid_file;                    /* NULL = none */
+    struct limits limits;
+    struct authd_zone_config *zones;
+    size_t zone_count;
+};
+
+/* Defaults: no listeners, no zones, workers 0, log info, default limits, no control socket. */
+void authd_config_init(struct authd_config *cfg);
+void authd_config_free(struct authd_config *cfg);
+
+/* Load and validate a YAML file (schema in docs/configuration.md). Unknown keys, bad values and
+ * duplicate zones are errors with file:line. On error cfg is left freed/initialised. */
+int authd_config_load(const char *path, struct authd_config *cfg, struct config_error *err);
+
+/* Add a listen address "ADDR[@PORT]" (port defaults to 53). */
+int authd_config_add_listen(struct authd_config *cfg, const char *text, struct config_error *err);
+/* Add a zone "NAME:FILE" (as given to --zone). */
+int authd_config_add_zone_arg(struct authd_config *cfg, const char *arg, struct config_error *err);
+
+/* Final checks: at least one listener and one zone, no duplicate zone names. */
+int authd_config_validate(const struct authd_config *cfg, struct config_error *err);
+
+#endif
