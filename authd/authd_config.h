@@ -8,7 +8,7 @@
 
 #include "addr.h"
 #include "config.h"
-#include "limits.h"
+#include "limit.h"
 #include "log.h"
 
 #define AUTHD_DEFAULT_PORT 53

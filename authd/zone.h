@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "limits.h"
+#include "limit.h"
 
 /* One RRset. data holds `count` records, each [RDLENGTH: 2 bytes big-endian][RDATA], RDATA in
  * uncompressed wire form with domain names lowercased. TTL is the RRset's (the lowest of its

@@ -158,6 +158,15 @@ int wire_writer_bytes(struct wire_writer *w, const void *data, size_t len);
 int wire_writer_u16(struct wire_writer *w, uint16_t v);
 int wire_writer_u32(struct wire_writer *w, uint32_t v);
 
+/* A position to return to when what follows does not fit (e.g. a whole RR for TC=1). */
+struct wire_writer_mark {
+    size_t len;
+    unsigned slot_count;
+};
+struct wire_writer_mark wire_writer_mark(const struct wire_writer *w);
+/* Forget everything written after mark, including remembered names. */
+void wire_writer_rollback(struct wire_writer *w, struct wire_writer_mark mark);
+
 /* Write an RR's RDATA (uncompressed wire form, rdlen bytes) with its 2-byte RDLENGTH, compressing
  * the embedded names of the types RFC 3597 §4 allows (NS, CNAME, SOA, PTR, MX). */
 int wire_writer_rdata(struct wire_writer *w, uint16_t type, const uint8_t *rdata, uint16_t rdlen);

@@ -1,5 +1,5 @@
 /* Default values for struct limits. */
-#include "limits.h"
+#include "limit.h"
 
 void limits_init_defaults(struct limits *limits)
 {
