@@ -1,1 +1,239 @@
-int main(void) { return 0; }
+/* ballast-authd entry point: command line, config and zone loading, --check, then the server. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "authd_config.h"
+#include "catalog.h"
+#include "errors.h"
+#include "log.h"
+#include "server.h"
+
+#define AUTHD_EXIT_OK 0
+#define AUTHD_EXIT_FAILURE 1
+#define AUTHD_EXIT_USAGE 2
+
+enum authd_option {
+    OPTION_CHECK = 256,
+    OPTION_LISTEN,
+    OPTION_ZONE,
+    OPTION_WORKERS,
+    OPTION_CONTROL,
+    OPTION_LOG_LEVEL,
+    OPTION_PID_FILE,
+};
+
+struct authd_args {
+    const char *config_file;
+    bool check;
+    const char *listen[AUTHD_MAX_LISTEN];
+    size_t listen_count;
+    const char **zones;
+    size_t zone_count;
+    const char *workers;
+    const char *control;
+    const char *log_level;
+    const char *pid_file;
+};
+
+static void authd_usage(FILE *out)
+{
+    fputs("usage: ballast-authd -c FILE [--check]\n"
+          "       ballast-authd --listen ADDR[@PORT] --zone NAME:FILE [--zone ...] [options]\n"
+          "\n"
+          "  -c, --config FILE       YAML configuration (see docs/configuration.md)\n"
+          "      --check             validate the configuration and every zone, then exit\n"
+          "      --listen ADDR[@PORT] listen on ADDR (port 53 if omitted); repeatable\n"
+          "      --zone NAME:FILE    serve zone NAME from master file FILE; repeatable\n"
+          "      --workers N         worker threads (0 = one per CPU)\n"
+          "      --control PATH      Unix control socket (for `ballast -s PATH ...`)\n"
+          "      --log-level LEVEL   error, warn, info or debug\n"
+          "      --pid-file PATH     write the process id to PATH\n"
+          "  -V, --version           print the version\n"
+          "  -h, --help              this help\n",
+          out);
+}
+
+static int authd_parse_args(int argc, char **argv, struct authd_args *args)
+{
+    static const struct option options[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"check", no_argument, NULL, OPTION_CHECK},
+        {"listen", required_argument, NULL, OPTION_LISTEN},
+        {"zone", required_argument, NULL, OPTION_ZONE},
+        {"workers", required_argument, NULL, OPTION_WORKERS},
+        {"control", required_argument, NULL, OPTION_CONTROL},
+        {"log-level", required_argument, NULL, OPTION_LOG_LEVEL},
+        {"pid-file", required_argument, NULL, OPTION_PID_FILE},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int opt;
+    while ((opt = getopt_long(argc, argv, "c:Vh", options, NULL)) != -1) {
+        switch (opt) {
+        case 'c': args->config_file = optarg; break;
+        case OPTION_CHECK: args->check = true; break;
+        case OPTION_LISTEN:
+            if (args->listen_count >= AUTHD_MAX_LISTEN) {
+                fprintf(stderr, "error: at most %d --listen addresses\n", AUTHD_MAX_LISTEN);
+                return AUTHD_EXIT_USAGE;
+            }
+            args->listen[args->listen_count++] = optarg;
+            break;
+        case OPTION_ZONE: args->zones[args->zone_count++] = optarg; break;
+        case OPTION_WORKERS: args->workers = optarg; break;
+        case OPTION_CONTROL: args->control = optarg; break;
+        case OPTION_LOG_LEVEL: args->log_level = optarg; break;
+        case OPTION_PID_FILE: args->pid_file = optarg; break;
+        case 'V': printf("ballast-authd 0.1.0\n"); exit(AUTHD_EXIT_OK);
+        case 'h': authd_usage(stdout); exit(AUTHD_EXIT_OK);
+        default: authd_usage(stderr); return AUTHD_EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "error: unexpected argument '%s'\n", argv[optind]);
+        return AUTHD_EXIT_USAGE;
+    }
+    if (!args->config_file && args->listen_count == 0 && args->zone_count == 0) {
+        authd_usage(stderr);
+        return AUTHD_EXIT_USAGE;
+    }
+    return AUTHD_EXIT_OK;
+}
+
+static int authd_set_string(char **field, const char *value)
+{
+    char *copy = strdup(value);
+    if (!copy)
+        return BALLAST_ENOMEM;
+    free(*field);
+    *field = copy;
+    return BALLAST_OK;
+}
+
+/* Flags add to (or override) what the config file says. */
+static int authd_apply_args(const struct authd_args *args, struct authd_config *cfg,
+                            struct config_error *err)
+{
+    for (size_t i = 0; i < args->listen_count; i++)
+        if (authd_config_add_listen(cfg, args->listen[i], err) != 0)
+            return BALLAST_EINVAL;
+    for (size_t i = 0; i < args->zone_count; i++)
+        if (authd_config_add_zone_arg(cfg, args->zones[i], err) != 0)
+            return BALLAST_EINVAL;
+    snprintf(err->file, sizeof err->file, "command line");
+    err->line = 0;
+    if (args->workers) {
+        char *end = NULL;
+        unsigned long workers = strtoul(args->workers, &end, 10);
+        if (!*args->workers || *end || workers > LIMIT_DEFAULT_WORKERS_MAX) {
+            snprintf(err->reason, sizeof err->reason,
+                     "--workers must be an integer between 0 and %u, got '%s'",
+                     LIMIT_DEFAULT_WORKERS_MAX, args->workers);
+            return BALLAST_EINVAL;
+        }
+        cfg->workers = (unsigned)workers;
+    }
+    if (args->log_level && log_level_parse(args->log_level, &cfg->log_level) != 0) {
+        snprintf(err->reason, sizeof err->reason,
+                 "--log-level must be error, warn, info or debug, got '%s'", args->log_level);
+        return BALLAST_EINVAL;
+    }
+    if ((args->control && authd_set_string(&cfg->control_path, args->control) != 0) ||
+        (args->pid_file && authd_set_string(&cfg->pid_file, args->pid_file) != 0)) {
+        snprintf(err->reason, sizeof err->reason, "out of memory");
+        return BALLAST_ENOMEM;
+    }
+    return BALLAST_OK;
+}
+
+static int authd_load_config(const struct authd_args *args, struct authd_config *cfg)
+{
+    struct config_error err;
+    char text[1200];
+    memset(&err, 0, sizeof err);
+    if (args->config_file && authd_config_load(args->config_file, cfg, &err) != 0)
+        goto fail;
+    if (authd_apply_args(args, cfg, &err) != 0 || authd_config_validate(cfg, &err) != 0)
+        goto fail;
+    return BALLAST_OK;
+fail:
+    fprintf(stderr, "%s\n", config_error_text(&err, text, sizeof text));
+    return BALLAST_EINVAL;
+}
+
+/* Load every zone for serving; a zone that fails is logged and left out. */
+static int authd_load_zones(const struct authd_config *cfg, struct zone_set **zones)
+{
+    struct catalog_report report;
+    int rc = catalog_load(cfg, NULL, zones, &report);
+    for (size_t i = 0; i < report.failure_count; i++) {
+        const struct catalog_failure *f = &report.failures[i];
+        log_error("zone_rejected", "zone=%s file=%s line=%u reason=\"%s\" kept_previous=no",
+                  f->zone, f->error.file, f->error.line, f->error.reason);
+    }
+    catalog_report_free(&report);
+    if (rc != 0)
+        log_error("startup_failed", "reason=\"%s\"",
+                  rc == BALLAST_ENOTFOUND ? "no zone could be loaded" : ballast_strerror(rc));
+    return rc;
+}
+
+static int authd_check(const struct authd_config *cfg)
+{
+    size_t zone_count = 0, records = 0;
+    if (catalog_check(cfg, stderr, &zone_count, &records) != 0)
+        return AUTHD_EXIT_FAILURE;
+    printf("ok: %zu zones, %zu records, %zu listen addresses\n", zone_count, records,
+           cfg->listen_count);
+    return AUTHD_EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    struct authd_args args;
+    memset(&args, 0, sizeof args);
+    args.zones = calloc((size_t)argc, sizeof *args.zones);
+    if (!args.zones)
+        return AUTHD_EXIT_FAILURE;
+    int status = authd_parse_args(argc, argv, &args);
+    if (status != AUTHD_EXIT_OK) {
+        free(args.zones);
+        return status;
+    }
+    signal(SIGPIPE, SIG_IGN);
+
+    struct authd_config cfg;
+    authd_config_init(&cfg);
+    struct zone_set *zones = NULL;
+    if (authd_load_config(&args, &cfg) != 0) {
+        status = AUTHD_EXIT_FAILURE;
+        goto done;
+    }
+    log_set_level(cfg.log_level);
+    if (args.check) {
+        status = authd_check(&cfg);
+        goto done;
+    }
+    if (authd_load_zones(&cfg, &zones) != 0) {
+        status = AUTHD_EXIT_FAILURE;
+        goto done;
+    }
+
+    struct server *server = NULL;
+    char err_text[512];
+    if (server_start(&cfg, zones, &server, err_text, sizeof err_text) != 0) {
+        log_error("startup_failed", "reason=\"%s\"", err_text);
+        fprintf(stderr, "error: %s\n", err_text);
+        status = AUTHD_EXIT_FAILURE;
+        goto done;
+    }
+    status = server_run(server);
+done:
+    authd_config_free(&cfg);
+    free(args.zones);
+    return status;
+}

@@ -1,1 +1,585 @@
-/* placeholder: being written */
+/* The running ballast-authd: worker threads each with its own libuv loop and SO_REUSEPORT
+ * listeners, the zone snapshot they read under RCU, counters, and the main loop (signals,
+ * control socket, staged reload, clean shutdown). */
+#include "server.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <urcu/pointer.h>
+#include <urcu/urcu-memb.h>
+
+#include "answer.h"
+#include "catalog.h"
+#include "control.h"
+#include "errors.h"
+#include "listener.h"
+#include "log.h"
+#include "wire.h"
+
+#define SERVER_VERSION "0.1.0"
+#define SERVER_STOP_DELAY_MS 20 /* lets the control reply go out before shutdown starts */
+
+/* What workers answer from; replaced as a whole on reload and freed after a grace period. */
+struct server_snapshot {
+    struct zone_set *zones;
+    struct limits limits;
+};
+
+/* Per-worker counters: one writer (the worker), read by the main thread with relaxed loads. */
+enum server_counter {
+    COUNTER_QUERIES_UDP,
+    COUNTER_QUERIES_TCP,
+    COUNTER_NOERROR,
+    COUNTER_FORMERR,
+    COUNTER_SERVFAIL,
+    COUNTER_NXDOMAIN,
+    COUNTER_NOTIMP,
+    COUNTER_REFUSED,
+    COUNTER_BADVERS,
+    COUNTER_TRUNCATED,
+    COUNTER_REFERRALS,
+    COUNTER_DROPPED_MALFORMED,
+    COUNTER_COUNT
+};
+
+static const char *const server_counter_names[COUNTER_COUNT] = {
+    "queries_udp",      "queries_tcp",     "answers_noerror", "answers_formerr",
+    "answers_servfail", "answers_nxdomain", "answers_notimp", "answers_refused",
+    "answers_badvers",  "answers_truncated", "answers_referral", "dropped_malformed",
+};
+
+struct worker {
+    struct server *server;
+    unsigned index;
+    uv_thread_t thread;
+    bool thread_started;
+    uv_loop_t loop;
+    bool loop_ready;
+    uv_async_t stop_async;
+    struct listener *listeners[AUTHD_MAX_LISTEN];
+    size_t listener_count;
+    uint64_t counters[COUNTER_COUNT];
+};
+
+struct server {
+    struct authd_config cfg;
+    struct server_snapshot *snapshot; /* RCU-protected */
+    struct worker *workers;
+    unsigned worker_count;
+    uv_loop_t loop;
+    uv_signal_t sighup, sigterm, sigint;
+    uv_timer_t stop_timer;
+    struct control_server *control;
+    uint64_t reloads_ok;
+    uint64_t reloads_failed;
+    time_t started;
+    bool stopping;
+};
+
+/* --- the hot path ------------------------------------------------------------------------- */
+
+/* Single writer, so a relaxed load-add-store is enough and avoids a locked instruction. */
+static inline void worker_bump(struct worker *worker, enum server_counter counter)
+{
+    __atomic_store_n(&worker->counters[counter], worker->counters[counter] + 1, __ATOMIC_RELAXED);
+}
+
+static void worker_count_answer(struct worker *worker, const struct answer_info *info)
+{
+    enum server_counter counter;
+    if (info->outcome == ANSWER_DROPPED) {
+        counter = COUNTER_DROPPED_MALFORMED;
+    } else {
+        switch (info->rcode) {
+        case WIRE_RCODE_NOERROR: counter = COUNTER_NOERROR; break;
+        case WIRE_RCODE_FORMERR: counter = COUNTER_FORMERR; break;
+        case WIRE_RCODE_NXDOMAIN: counter = COUNTER_NXDOMAIN; break;
+        case WIRE_RCODE_NOTIMP: counter = COUNTER_NOTIMP; break;
+        case WIRE_RCODE_REFUSED: counter = COUNTER_REFUSED; break;
+        case WIRE_RCODE_BADVERS: counter = COUNTER_BADVERS; break;
+        default: counter = COUNTER_SERVFAIL; break;
+        }
+        if (info->truncated)
+            worker_bump(worker, COUNTER_TRUNCATED);
+        if (info->referral)
+            worker_bump(worker, COUNTER_REFERRALS);
+    }
+    worker_bump(worker, counter);
+}
+
+static size_t worker_on_query(void *ctx, const uint8_t *query, size_t query_len, uint8_t *resp,
+                              size_t resp_cap, const struct sockaddr *peer, bool over_tcp)
+{
+    struct worker *worker = ctx;
+    struct answer_info info;
+    worker_bump(worker, over_tcp ? COUNTER_QUERIES_TCP : COUNTER_QUERIES_UDP);
+    urcu_memb_read_lock();
+    const struct server_snapshot *snapshot = rcu_dereference(worker->server->snapshot);
+    size_t len = answer_query(snapshot->zones, &snapshot->limits, query, query_len, resp,
+                              resp_cap, over_tcp, &info);
+    urcu_memb_read_unlock();
+    worker_count_answer(worker, &info);
+    return len;
+}
+
+/* --- workers ------------------------------------------------------------------------------ */
+
+static void worker_thread_main(void *arg)
+{
+    struct worker *worker = arg;
+    urcu_memb_register_thread();
+    uv_run(&worker->loop, UV_RUN_DEFAULT);
+    urcu_memb_unregister_thread();
+}
+
+static void worker_on_stop(uv_async_t *async)
+{
+    struct worker *worker = async->data;
+    for (size_t i = 0; i < worker->listener_count; i++)
+        listener_close(worker->listeners[i]);
+    worker->listener_count = 0;
+    uv_close((uv_handle_t *)&worker->stop_async, NULL);
+}
+
+static int worker_open(struct server *server, struct worker *worker, unsigned index,
+                       char *err_text, size_t err_len)
+{
+    worker->server = server;
+    worker->index = index;
+    if (uv_loop_init(&worker->loop) != 0) {
+        snprintf(err_text, err_len, "cannot create event loop for worker %u", index);
+        return BALLAST_ESYS;
+    }
+    worker->loop_ready = true;
+    uv_async_init(&worker->loop, &worker->stop_async, worker_on_stop);
+    worker->stop_async.data = worker;
+    struct listener_options options = {
+        .tcp_clients = server->cfg.limits.tcp_clients,
+        .tcp_idle_timeout_ms = server->cfg.limits.tcp_idle_timeout_ms,
+        .tcp_pipeline = server->cfg.limits.tcp_pipeline,
+        .udp = true,
+        .tcp = true,
+    };
+    for (size_t i = 0; i < server->cfg.listen_count; i++) {
+        int rc = listener_open(&worker->loop, &server->cfg.listen[i], &options, worker_on_query,
+                               worker, &worker->listeners[i], err_text, err_len);
+        if (rc != 0)
+            return rc;
+        worker->listener_count++;
+    }
+    return BALLAST_OK;
+}
+
+/* Close what worker_open() opened when the worker thread never ran. */
+static void worker_discard(struct worker *worker)
+{
+    if (!worker->loop_ready)
+        return;
+    worker_on_stop(&worker->stop_async);
+    uv_run(&worker->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&worker->loop);
+    worker->loop_ready = false;
+}
+
+static void server_stop_workers(struct server *server)
+{
+    for (unsigned i = 0; i < server->worker_count; i++)
+        if (server->workers[i].thread_started)
+            uv_async_send(&server->workers[i].stop_async);
+    for (unsigned i = 0; i < server->worker_count; i++) {
+        struct worker *worker = &server->workers[i];
+        if (worker->thread_started) {
+            uv_thread_join(&worker->thread);
+            worker->thread_started = false;
+            uv_loop_close(&worker->loop);
+            worker->loop_ready = false;
+        } else {
+            worker_discard(worker);
+        }
+    }
+}
+
+/* --- counters and control ----------------------------------------------------------------- */
+
+static uint64_t server_counter_sum(const struct server *server, enum server_counter counter)
+{
+    uint64_t sum = 0;
+    for (unsigned i = 0; i < server->worker_count; i++)
+        sum += __atomic_load_n(&server->workers[i].counters[counter], __ATOMIC_RELAXED);
+    return sum;
+}
+
+static void server_listener_stats(const struct server *server, struct listener_stats *sum)
+{
+    memset(sum, 0, sizeof *sum);
+    for (unsigned i = 0; i < server->worker_count; i++) {
+        const struct worker *worker = &server->workers[i];
+        for (size_t l = 0; l < worker->listener_count; l++) {
+            const struct listener_stats *s = listener_get_stats(worker->listeners[l]);
+            sum->tcp_accepted += __atomic_load_n(&s->tcp_accepted, __ATOMIC_RELAXED);
+            sum->tcp_refused += __atomic_load_n(&s->tcp_refused, __ATOMIC_RELAXED);
+            sum->tcp_idle_closed += __atomic_load_n(&s->tcp_idle_closed, __ATOMIC_RELAXED);
+            sum->tcp_bad_frames += __atomic_load_n(&s->tcp_bad_frames, __ATOMIC_RELAXED);
+            sum->udp_send_errors += __atomic_load_n(&s->udp_send_errors, __ATOMIC_RELAXED);
+        }
+    }
+}
+
+static void server_print_stats(struct server *server, struct control_reply *reply)
+{
+    for (int c = 0; c < COUNTER_COUNT; c++)
+        control_reply_printf(reply, "%s=%llu\n", server_counter_names[c],
+                             (unsigned long long)server_counter_sum(server, c));
+    struct listener_stats ls;
+    server_listener_stats(server, &ls);
+    control_reply_printf(reply,
+                         "tcp_accepted=%llu\ntcp_refused=%llu\ntcp_idle_closed=%llu\n"
+                         "tcp_bad_frames=%llu\nudp_send_errors=%llu\n",
+                         (unsigned long long)ls.tcp_accepted, (unsigned long long)ls.tcp_refused,
+                         (unsigned long long)ls.tcp_idle_closed,
+                         (unsigned long long)ls.tcp_bad_frames,
+                         (unsigned long long)ls.udp_send_errors);
+    control_reply_printf(reply, "reloads_ok=%llu\nreloads_failed=%llu\nzones=%zu\n",
+                         (unsigned long long)server->reloads_ok,
+                         (unsigned long long)server->reloads_failed, server->snapshot->zones->count);
+}
+
+static void server_print_zones(struct server *server, struct control_reply *reply)
+{
+    /* The main thread is the only writer of the snapshot, so it reads it without a lock. */
+    const struct zone_set *zones = server->snapshot->zones;
+    for (size_t i = 0; i < zones->count; i++) {
+        const struct zone *zone = zones->zones[i];
+        control_reply_printf(reply, "%s serial=%u records=%zu file=%s\n", zone->name_text,
+                             zone->serial, zone->record_count, zone->file);
+    }
+}
+
+static void server_print_status(struct server *server, struct control_reply *reply)
+{
+    control_reply_printf(reply, "version=%s\npid=%ld\nuptime_s=%lld\nworkers=%u\nzones=%zu\n",
+                         SERVER_VERSION, (long)getpid(),
+                         (long long)(time(NULL) - server->started), server->worker_count,
+                         server->snapshot->zones->count);
+    for (size_t i = 0; i < server->cfg.listen_count; i++)
+        control_reply_printf(reply, "listen=%s\n", server->cfg.listen_text[i]);
+}
+
+/* --- reload ------------------------------------------------------------------------------- */
+
+static bool server_listen_equal(const struct authd_config *a, const struct authd_config *b)
+{
+    if (a->listen_count != b->listen_count)
+        return false;
+    for (size_t i = 0; i < a->listen_count; i++)
+        if (a->listen[i].len != b->listen[i].len ||
+            memcmp(&a->listen[i].ss, &b->listen[i].ss, a->listen[i].len) != 0)
+            return false;
+    return true;
+}
+
+/* Take the reloadable parts (zones, limits, log level) of next; listeners, workers, control
+ * socket and pid file need a restart and stay as they are. next is consumed. */
+static void server_adopt_config(struct server *server, struct authd_config *next)
+{
+    if (!server_listen_equal(&server->cfg, next) || next->workers != server->cfg.workers)
+        log_warn("reload_restart_needed",
+                 "reason=\"listen addresses or worker count changed; restart to apply\"");
+    struct authd_config kept = server->cfg;
+    memcpy(next->listen, kept.listen, sizeof next->listen);
+    for (size_t i = 0; i < AUTHD_MAX_LISTEN; i++) {
+        char *text = next->listen_text[i];
+        next->listen_text[i] = kept.listen_text[i];
+        kept.listen_text[i] = text;
+    }
+    size_t count = next->listen_count;
+    next->listen_count = kept.listen_count;
+    kept.listen_count = count;
+    next->workers = kept.workers;
+    char *control_path = next->control_path;
+    next->control_path = kept.control_path;
+    kept.control_path = control_path;
+    char *pid_file = next->pid_file;
+    next->pid_file = kept.pid_file;
+    kept.pid_file = pid_file;
+    server->cfg = *next;
+    authd_config_free(&kept);
+    authd_config_init(next);
+    log_set_level(server->cfg.log_level);
+}
+
+static void server_report_failures(const struct catalog_report *report,
+                                   struct control_reply *reply)
+{
+    char text[1200];
+    for (size_t i = 0; i < report->failure_count; i++) {
+        const struct catalog_failure *f = &report->failures[i];
+        log_error("zone_rejected", "zone=%s file=%s line=%u reason=\"%s\" kept_previous=%s",
+                  f->zone, f->error.file, f->error.line, f->error.reason,
+                  f->kept_previous ? "yes" : "no");
+        if (reply)
+            control_reply_printf(reply, "zone %s %s: %s\n", f->zone,
+                                 f->kept_previous ? "kept previous version" : "not served",
+                                 catalog_failure_text(f, text, sizeof text));
+    }
+}
+
+/* Staged reload: read the config (if any) and every zone first, then publish the new snapshot
+ * in one pointer swap. Returns 0 when everything loaded; an error when the reload was refused
+ * or some zones kept their previous version. */
+static int server_reload(struct server *server, struct control_reply *reply)
+{
+    struct authd_config next;
+    authd_config_init(&next);
+    struct config_error error;
+    char text[1200];
+    if (server->cfg.source_file) {
+        if (authd_config_load(server->cfg.source_file, &next, &error) != 0 ||
+            authd_config_validate(&next, &error) != 0) {
+            config_error_text(&error, text, sizeof text);
+            log_error("reload", "result=refused reason=\"%s\"", text);
+            if (reply)
+                control_reply_printf(reply, "reload refused, still serving: %s\n", text);
+            authd_config_free(&next);
+            server->reloads_failed++;
+            return BALLAST_EINVAL;
+        }
+    }
+    const struct authd_config *wanted = server->cfg.source_file ? &next : &server->cfg;
+    struct zone_set *zones = NULL;
+    struct catalog_report report;
+    int rc = catalog_load(wanted, server->snapshot->zones, &zones, &report);
+    server_report_failures(&report, reply);
+    struct server_snapshot *fresh = rc == 0 ? malloc(sizeof *fresh) : NULL;
+    if (!fresh) {
+        const char *why = rc == BALLAST_ENOTFOUND ? "no zone would be served" : ballast_strerror(rc);
+        log_error("reload", "result=refused reason=\"%s\"", why);
+        if (reply)
+            control_reply_printf(reply, "reload refused, still serving: %s\n", why);
+        catalog_release_previous(server->snapshot->zones, zones);
+        catalog_report_free(&report);
+        authd_config_free(&next);
+        server->reloads_failed++;
+        return rc ? rc : BALLAST_ENOMEM;
+    }
+    if (server->cfg.source_file)
+        server_adopt_config(server, &next);
+    fresh->zones = zones;
+    fresh->limits = server->cfg.limits;
+    struct server_snapshot *old = rcu_xchg_pointer(&server->snapshot, fresh);
+    urcu_memb_synchronize_rcu(); /* no worker still reads the old snapshot */
+    catalog_release_previous(zones, old->zones);
+    free(old);
+
+    bool partial = report.failure_count > 0;
+    log_info("reload", "result=%s zones=%zu loaded=%zu failed=%zu", partial ? "partial" : "ok",
+             zones->count, report.loaded, report.failure_count);
+    if (reply && !partial)
+        control_reply_printf(reply, "zones=%zu\n", zones->count);
+    catalog_report_free(&report);
+    authd_config_free(&next);
+    if (partial) {
+        server->reloads_failed++;
+        return BALLAST_EPARSE;
+    }
+    server->reloads_ok++;
+    return BALLAST_OK;
+}
+
+/* --- main loop ---------------------------------------------------------------------------- */
+
+static void server_on_stop_timer(uv_timer_t *timer)
+{
+    struct server *server = timer->data;
+    log_info("shutdown", "reason=requested");
+    uv_stop(&server->loop);
+}
+
+static void server_request_stop(struct server *server)
+{
+    if (server->stopping)
+        return;
+    server->stopping = true;
+    uv_timer_start(&server->stop_timer, server_on_stop_timer, SERVER_STOP_DELAY_MS, 0);
+}
+
+static int server_on_command(void *ctx, int argc, char **argv, struct control_reply *reply)
+{
+    struct server *server = ctx;
+    const char *command = argv[0];
+    if (strcmp(command, "status") == 0) {
+        server_print_status(server, reply);
+    } else if (strcmp(command, "stats") == 0) {
+        server_print_stats(server, reply);
+    } else if (strcmp(command, "zones") == 0) {
+        server_print_zones(server, reply);
+    } else if (strcmp(command, "reload") == 0) {
+        return server_reload(server, reply);
+    } else if (strcmp(command, "stop") == 0) {
+        control_reply_printf(reply, "stopping\n");
+        server_request_stop(server);
+    } else {
+        control_reply_printf(reply,
+                             "unknown command '%s' (expected status, stats, zones, reload, stop)\n",
+                             command);
+        return BALLAST_EINVAL;
+    }
+    return BALLAST_OK;
+}
+
+static void server_on_signal(uv_signal_t *handle, int signum)
+{
+    struct server *server = handle->data;
+    if (signum == SIGHUP) {
+        log_info("signal", "signal=SIGHUP action=reload");
+        server_reload(server, NULL);
+    } else {
+        log_info("signal", "signal=%s action=shutdown", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+        server_request_stop(server);
+    }
+}
+
+static void server_start_signals(struct server *server)
+{
+    uv_signal_t *handles[] = {&server->sighup, &server->sigterm, &server->sigint};
+    int signals[] = {SIGHUP, SIGTERM, SIGINT};
+    for (size_t i = 0; i < 3; i++) {
+        uv_signal_init(&server->loop, handles[i]);
+        handles[i]->data = server;
+        uv_signal_start(handles[i], server_on_signal, signals[i]);
+    }
+    uv_timer_init(&server->loop, &server->stop_timer);
+    server->stop_timer.data = server;
+}
+
+static void server_close_walk(uv_handle_t *handle, void *arg)
+{
+    if (!uv_is_closing(handle))
+        uv_close(handle, NULL);
+}
+
+static void server_write_pid_file(const struct server *server)
+{
+    if (!server->cfg.pid_file)
+        return;
+    FILE *f = fopen(server->cfg.pid_file, "w");
+    if (!f) {
+        log_warn("pid_file", "file=%s reason=\"cannot write\"", server->cfg.pid_file);
+        return;
+    }
+    fprintf(f, "%ld\n", (long)getpid());
+    fclose(f);
+}
+
+static void server_free(struct server *server)
+{
+    if (server->snapshot) {
+        zone_set_free(server->snapshot->zones);
+        free(server->snapshot);
+    }
+    free(server->workers);
+    authd_config_free(&server->cfg);
+    free(server);
+}
+
+static unsigned server_worker_count(unsigned configured)
+{
+    if (configured > 0)
+        return configured;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus > 0 ? (unsigned)cpus : 1;
+}
+
+int server_start(struct authd_config *cfg, struct zone_set *zones, struct server **out,
+                 char *err_text, size_t err_len)
+{
+    struct server *server = calloc(1, sizeof *server);
+    struct server_snapshot *snapshot = malloc(sizeof *snapshot);
+    if (!server || !snapshot) {
+        free(server);
+        free(snapshot);
+        zone_set_free(zones);
+        authd_config_free(cfg);
+        authd_config_init(cfg);
+        snprintf(err_text, err_len, "out of memory");
+        return BALLAST_ENOMEM;
+    }
+    server->cfg = *cfg;
+    authd_config_init(cfg);
+    snapshot->zones = zones;
+    snapshot->limits = server->cfg.limits;
+    server->snapshot = snapshot;
+    server->started = time(NULL);
+    server->worker_count = server_worker_count(server->cfg.workers);
+    server->workers = calloc(server->worker_count, sizeof *server->workers);
+    if (!server->workers || uv_loop_init(&server->loop) != 0) {
+        snprintf(err_text, err_len, "out of memory");
+        server_free(server);
+        return BALLAST_ENOMEM;
+    }
+    urcu_memb_register_thread();
+    int rc = BALLAST_OK;
+    for (unsigned i = 0; i < server->worker_count && rc == 0; i++)
+        rc = worker_open(server, &server->workers[i], i, err_text, err_len);
+    if (rc == 0 && server->cfg.control_path)
+        rc = control_server_open(&server->loop, server->cfg.control_path, server_on_command,
+                                 server, &server->control, err_text, err_len);
+    for (unsigned i = 0; i < server->worker_count && rc == 0; i++) {
+        struct worker *worker = &server->workers[i];
+        if (uv_thread_create(&worker->thread, worker_thread_main, worker) != 0) {
+            snprintf(err_text, err_len, "cannot start worker thread %u", i);
+            rc = BALLAST_ESYS;
+        } else {
+            worker->thread_started = true;
+        }
+    }
+    if (rc != 0) {
+        server_stop_workers(server);
+        if (server->control)
+            control_server_close(server->control);
+        uv_walk(&server->loop, server_close_walk, NULL);
+        uv_run(&server->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&server->loop);
+        urcu_memb_unregister_thread();
+        server_free(server);
+        return rc;
+    }
+    server_start_signals(server);
+    server_write_pid_file(server);
+    *out = server;
+    return BALLAST_OK;
+}
+
+int server_run(struct server *server)
+{
+    char listen_text[1024] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < server->cfg.listen_count && used < sizeof listen_text; i++)
+        used += (size_t)snprintf(listen_text + used, sizeof listen_text - used, "%s%s",
+                                 i ? "," : "", server->cfg.listen_text[i]);
+    log_info("ready", "listen=%s workers=%u zones=%zu control=%s", listen_text,
+             server->worker_count, server->snapshot->zones->count,
+             server->cfg.control_path ? server->cfg.control_path : "none");
+
+    uv_run(&server->loop, UV_RUN_DEFAULT);
+
+    server_stop_workers(server);
+    if (server->control) {
+        control_server_close(server->control);
+        server->control = NULL;
+    }
+    uv_walk(&server->loop, server_close_walk, NULL);
+    uv_run(&server->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&server->loop);
+    urcu_memb_unregister_thread();
+    if (server->cfg.pid_file)
+        unlink(server->cfg.pid_file);
+    log_info("stopped", "queries=%llu",
+             (unsigned long long)(server_counter_sum(server, COUNTER_QUERIES_UDP) +
+                                  server_counter_sum(server, COUNTER_QUERIES_TCP)));
+    server_free(server);
+    return 0;
+}
