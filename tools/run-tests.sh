@@ -1,0 +1,18 @@
+#!/bin/sh
+# Install, build and run the whole test suite twice: a normal build with -Werror, then a build
+# with AddressSanitizer and UndefinedBehaviorSanitizer.
+set -eu
+cd "$(dirname "$0")/.."
+tools/install-deps.sh
+for variant in release asan; do
+    dir="build-test-$variant"
+    opts="--werror -Dbuildtype=debugoptimized"
+    [ "$variant" = asan ] && opts="$opts -Db_sanitize=address,undefined -Db_lundef=false"
+    rm -rf "$dir"
+    # shellcheck disable=SC2086
+    meson setup "$dir" $opts
+    ninja -C "$dir"
+    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
+        meson test -C "$dir" --print-errorlogs --num-processes 2
+done
+echo "all tests passed (normal and ASan/UBSan builds)"
