@@ -1,1 +1,779 @@
-/* placeholder: being written */
+/* Config files: reads YAML with libyaml's event API into a tree of config_node (each node and
+ * each map key knows its file and line), rejects what a config must not contain (aliases,
+ * duplicate keys, oversized files), and reads typed values with range-checked errors. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#include "errors.h"
+
+/* Deeper nesting than this is never needed by a Ballast config; the cap keeps tree walks
+ * (free, duplicate check) bounded. */
+#define CONFIG_MAX_DEPTH 64
+
+/* One open collection while the tree is built. */
+struct config_frame {
+    struct config_node *node;
+    size_t capacity;
+    char *key; /* CONFIG_MAP: key waiting for its value */
+    unsigned key_line;
+};
+
+struct config_builder {
+    const char *file; /* shared with every node */
+    struct config_node *root;
+    struct config_frame stack[CONFIG_MAX_DEPTH];
+    size_t depth;
+    unsigned documents;
+    struct config_error *err;
+};
+
+static void config_set_error(struct config_error *err, const char *file, unsigned line,
+                             const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void config_set_error(struct config_error *err, const char *file, unsigned line,
+                             const char *fmt, ...)
+{
+    if (err == NULL)
+        return;
+    if (file != NULL)
+        snprintf(err->file, sizeof(err->file), "%s", file);
+    err->line = line;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->reason, sizeof(err->reason), fmt, ap);
+    va_end(ap);
+}
+
+int config_fail(struct config_error *err, const struct config_node *node, const char *fmt, ...)
+{
+    if (err == NULL)
+        return BALLAST_EINVAL;
+    /* Without a node the caller's err->file is kept: it knows which file it was reading. */
+    if (node != NULL)
+        snprintf(err->file, sizeof(err->file), "%s", node->file ? node->file : "");
+    err->line = node != NULL ? node->line : 0;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->reason, sizeof(err->reason), fmt, ap);
+    va_end(ap);
+    return BALLAST_EINVAL;
+}
+
+const char *config_error_text(const struct config_error *err, char *buf, size_t len)
+{
+    if (len == 0)
+        return buf;
+    if (err->file[0] == '\0')
+        snprintf(buf, len, "%s", err->reason);
+    else if (err->line > 0)
+        snprintf(buf, len, "%s:%u: %s", err->file, err->line, err->reason);
+    else
+        snprintf(buf, len, "%s: %s", err->file, err->reason);
+    return buf;
+}
+
+static const char *config_kind_name(enum config_kind kind)
+{
+    switch (kind) {
+    case CONFIG_SCALAR:
+        return "a scalar";
+    case CONFIG_MAP:
+        return "a map";
+    case CONFIG_LIST:
+        return "a list";
+    }
+    return "?";
+}
+
+/* ---- tree ---- */
+
+static void config_node_free(struct config_node *node)
+{
+    if (node == NULL)
+        return;
+    free(node->scalar);
+    for (size_t i = 0; i < node->count; i++) {
+        if (node->keys != NULL)
+            free(node->keys[i]);
+        config_node_free(node->values[i]);
+    }
+    free(node->keys);
+    free(node->key_lines);
+    free(node->values);
+    free(node);
+}
+
+void config_free(struct config_node *root)
+{
+    if (root == NULL)
+        return;
+    char *file = (char *)root->file;
+    config_node_free(root);
+    free(file);
+}
+
+static struct config_node *config_node_new(enum config_kind kind, const char *file, unsigned line)
+{
+    struct config_node *node = calloc(1, sizeof(*node));
+    if (node == NULL)
+        return NULL;
+    node->kind = kind;
+    node->file = file;
+    node->line = line;
+    return node;
+}
+
+/* Make room for one more child of the collection in frame. */
+static int config_frame_reserve(struct config_frame *frame)
+{
+    struct config_node *node = frame->node;
+    if (node->count < frame->capacity)
+        return 0;
+    size_t capacity = frame->capacity ? frame->capacity * 2 : 4;
+    struct config_node **values = realloc(node->values, capacity * sizeof(*values));
+    if (values == NULL)
+        return BALLAST_ENOMEM;
+    node->values = values;
+    if (node->kind == CONFIG_MAP) {
+        char **keys = realloc(node->keys, capacity * sizeof(*keys));
+        if (keys == NULL)
+            return BALLAST_ENOMEM;
+        node->keys = keys;
+        unsigned *lines = realloc(node->key_lines, capacity * sizeof(*lines));
+        if (lines == NULL)
+            return BALLAST_ENOMEM;
+        node->key_lines = lines;
+    }
+    frame->capacity = capacity;
+    return 0;
+}
+
+/* ---- building from libyaml events ---- */
+
+static unsigned config_mark_line(const yaml_mark_t *mark)
+{
+    return (unsigned)mark->line + 1;
+}
+
+static int config_build_fail(struct config_builder *b, unsigned line, const char *reason,
+                             const char *detail)
+{
+    config_set_error(b->err, b->file, line, "%s%s", reason, detail ? detail : "");
+    return BALLAST_EINVAL;
+}
+
+/* Attach a finished scalar or a just-opened collection to the open collection on top. */
+static int config_attach(struct config_builder *b, struct config_node *node)
+{
+    if (b->depth == 0) {
+        if (b->root != NULL) {
+            unsigned line = node->line;
+            config_node_free(node);
+            return config_build_fail(b, line, "more than one top-level node", NULL);
+        }
+        b->root = node;
+        return 0;
+    }
+    struct config_frame *frame = &b->stack[b->depth - 1];
+    struct config_node *parent = frame->node;
+    if (parent->kind == CONFIG_MAP && frame->key == NULL) {
+        if (node->kind != CONFIG_SCALAR) {
+            unsigned line = node->line;
+            config_node_free(node);
+            return config_build_fail(b, line, "map keys must be plain strings", NULL);
+        }
+        frame->key = node->scalar;
+        frame->key_line = node->line;
+        node->scalar = NULL;
+        config_node_free(node);
+        return 0;
+    }
+    if (config_frame_reserve(frame) != 0) {
+        config_node_free(node);
+        return BALLAST_ENOMEM;
+    }
+    if (parent->kind == CONFIG_MAP) {
+        parent->keys[parent->count] = frame->key;
+        parent->key_lines[parent->count] = frame->key_line;
+        frame->key = NULL;
+    }
+    parent->values[parent->count++] = node;
+    return 0;
+}
+
+static int config_on_scalar(struct config_builder *b, const yaml_event_t *event)
+{
+    unsigned line = config_mark_line(&event->start_mark);
+    size_t len = event->data.scalar.length;
+    if (memchr(event->data.scalar.value, '\0', len) != NULL)
+        return config_build_fail(b, line, "NUL character in a value", NULL);
+    struct config_node *node = config_node_new(CONFIG_SCALAR, b->file, line);
+    if (node == NULL)
+        return BALLAST_ENOMEM;
+    node->scalar = strndup((const char *)event->data.scalar.value, len);
+    if (node->scalar == NULL) {
+        free(node);
+        return BALLAST_ENOMEM;
+    }
+    /* A document that is only "---" (a null) counts as empty: an empty map. */
+    bool is_null = len == 0 && event->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+                   event->data.scalar.tag == NULL;
+    if (b->depth == 0 && is_null) {
+        free(node->scalar);
+        node->scalar = NULL;
+        node->kind = CONFIG_MAP;
+    }
+    return config_attach(b, node);
+}
+
+static int config_on_collection_start(struct config_builder *b, const yaml_event_t *event,
+                                      enum config_kind kind)
+{
+    unsigned line = config_mark_line(&event->start_mark);
+    if (b->depth == CONFIG_MAX_DEPTH) {
+        config_set_error(b->err, b->file, line, "nesting deeper than %d levels", CONFIG_MAX_DEPTH);
+        return BALLAST_ELIMIT;
+    }
+    struct config_node *node = config_node_new(kind, b->file, line);
+    if (node == NULL)
+        return BALLAST_ENOMEM;
+    int rc = config_attach(b, node);
+    if (rc != 0)
+        return rc;
+    b->stack[b->depth++] = (struct config_frame){.node = node};
+    return 0;
+}
+
+static const yaml_char_t *config_event_anchor(const yaml_event_t *event)
+{
+    switch (event->type) {
+    case YAML_SCALAR_EVENT:
+        return event->data.scalar.anchor;
+    case YAML_SEQUENCE_START_EVENT:
+        return event->data.sequence_start.anchor;
+    case YAML_MAPPING_START_EVENT:
+        return event->data.mapping_start.anchor;
+    default:
+        return NULL;
+    }
+}
+
+static int config_on_event(struct config_builder *b, const yaml_event_t *event)
+{
+    unsigned line = config_mark_line(&event->start_mark);
+    const yaml_char_t *anchor = config_event_anchor(event);
+    if (anchor != NULL) {
+        config_set_error(b->err, b->file, line, "anchors and aliases are not allowed ('&%s')",
+                         (const char *)anchor);
+        return BALLAST_EINVAL;
+    }
+    switch (event->type) {
+    case YAML_DOCUMENT_START_EVENT:
+        if (b->documents++ > 0)
+            return config_build_fail(b, line, "only one YAML document is allowed", NULL);
+        return 0;
+    case YAML_ALIAS_EVENT:
+        config_set_error(b->err, b->file, line, "anchors and aliases are not allowed ('*%s')",
+                         (const char *)event->data.alias.anchor);
+        return BALLAST_EINVAL;
+    case YAML_SCALAR_EVENT:
+        return config_on_scalar(b, event);
+    case YAML_SEQUENCE_START_EVENT:
+        return config_on_collection_start(b, event, CONFIG_LIST);
+    case YAML_MAPPING_START_EVENT:
+        return config_on_collection_start(b, event, CONFIG_MAP);
+    case YAML_SEQUENCE_END_EVENT:
+    case YAML_MAPPING_END_EVENT:
+        if (b->depth > 0)
+            b->depth--;
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+/* Line of the byte at offset (reader errors carry an offset, not a mark). */
+static unsigned config_offset_line(const char *text, size_t len, size_t offset)
+{
+    unsigned line = 1;
+    for (size_t i = 0; i < offset && i < len; i++)
+        if (text[i] == '\n')
+            line++;
+    return line;
+}
+
+static int config_syntax_error(struct config_builder *b, const yaml_parser_t *parser,
+                               const char *text, size_t len)
+{
+    if (parser->error == YAML_MEMORY_ERROR) {
+        config_set_error(b->err, b->file, 0, "out of memory");
+        return BALLAST_ENOMEM;
+    }
+    const char *problem = parser->problem ? parser->problem : "unknown error";
+    unsigned line;
+    if (parser->error == YAML_READER_ERROR)
+        line = config_offset_line(text, len, parser->problem_offset);
+    else
+        line = config_mark_line(&parser->problem_mark);
+    unsigned context_line = config_mark_line(&parser->context_mark);
+    /* libyaml often notices a problem a line after its cause; the context says where it began. */
+    if (parser->context != NULL && parser->error != YAML_READER_ERROR && context_line != line)
+        config_set_error(b->err, b->file, line, "YAML syntax error: %s (%s at line %u)", problem,
+                         parser->context, context_line);
+    else if (parser->context != NULL)
+        config_set_error(b->err, b->file, line, "YAML syntax error: %s (%s)", problem,
+                         parser->context);
+    else
+        config_set_error(b->err, b->file, line, "YAML syntax error: %s", problem);
+    return BALLAST_EPARSE;
+}
+
+/* ---- duplicate keys ---- */
+
+struct config_key_ref {
+    const char *key;
+    size_t index;
+};
+
+static int config_key_ref_cmp(const void *a, const void *b)
+{
+    const struct config_key_ref *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+    if (c != 0)
+        return c;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/* Earliest (in document order) second occurrence of a key in map, by sorting the keys so a
+ * huge generated map costs n log n, not n^2. Returns 0 if none, else sets *second, *first. */
+static int config_map_first_duplicate(const struct config_node *map, size_t *second, size_t *first)
+{
+    if (map->count < 2)
+        return 0;
+    struct config_key_ref *refs = malloc(map->count * sizeof(*refs));
+    if (refs == NULL)
+        return BALLAST_ENOMEM;
+    for (size_t i = 0; i < map->count; i++)
+        refs[i] = (struct config_key_ref){.key = map->keys[i], .index = i};
+    qsort(refs, map->count, sizeof(*refs), config_key_ref_cmp);
+    int found = 0;
+    for (size_t i = 1; i < map->count; i++) {
+        if (strcmp(refs[i - 1].key, refs[i].key) != 0)
+            continue;
+        /* refs[i-1] is the first occurrence only when it starts its run of equal keys. */
+        if (i >= 2 && strcmp(refs[i - 2].key, refs[i].key) == 0)
+            continue;
+        if (!found || refs[i].index < *second) {
+            *second = refs[i].index;
+            *first = refs[i - 1].index;
+            found = 1;
+        }
+    }
+    free(refs);
+    return found;
+}
+
+struct config_duplicate {
+    const struct config_node *map;
+    size_t second, first;
+};
+
+/* Walk the tree and keep the duplicate key with the smallest line, so the error names the
+ * first problem a reader meets in the file. */
+static int config_find_duplicates(const struct config_node *node, struct config_duplicate *best)
+{
+    if (node->kind == CONFIG_SCALAR)
+        return 0;
+    if (node->kind == CONFIG_MAP) {
+        size_t second = 0, first = 0;
+        int rc = config_map_first_duplicate(node, &second, &first);
+        if (rc < 0)
+            return rc;
+        if (rc > 0 &&
+            (best->map == NULL || node->key_lines[second] < best->map->key_lines[best->second])) {
+            *best = (struct config_duplicate){.map = node, .second = second, .first = first};
+        }
+    }
+    for (size_t i = 0; i < node->count; i++) {
+        int rc = config_find_duplicates(node->values[i], best);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int config_check_duplicates(struct config_builder *b)
+{
+    struct config_duplicate best = {0};
+    int rc = config_find_duplicates(b->root, &best);
+    if (rc < 0)
+        return rc;
+    if (best.map == NULL)
+        return 0;
+    config_set_error(b->err, b->file, best.map->key_lines[best.second],
+                     "duplicate key '%s' (first at line %u)", best.map->keys[best.second],
+                     best.map->key_lines[best.first]);
+    return BALLAST_EINVAL;
+}
+
+/* ---- parsing ---- */
+
+static void config_builder_cleanup(struct config_builder *b)
+{
+    for (size_t i = 0; i < b->depth; i++)
+        free(b->stack[i].key);
+    b->depth = 0;
+    config_node_free(b->root);
+    b->root = NULL;
+}
+
+static int config_build(struct config_builder *b, const char *text, size_t len)
+{
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser)) {
+        config_set_error(b->err, b->file, 0, "out of memory");
+        return BALLAST_ENOMEM;
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    int rc = 0;
+    for (;;) {
+        yaml_event_t event;
+        if (!yaml_parser_parse(&parser, &event)) {
+            rc = config_syntax_error(b, &parser, text, len);
+            break;
+        }
+        rc = config_on_event(b, &event);
+        bool done = event.type == YAML_STREAM_END_EVENT;
+        yaml_event_delete(&event);
+        if (rc == BALLAST_ENOMEM)
+            config_set_error(b->err, b->file, 0, "out of memory");
+        if (rc != 0 || done)
+            break;
+    }
+    yaml_parser_delete(&parser);
+    return rc;
+}
+
+int config_parse_string(const char *name, const char *text, size_t len, struct config_node **out,
+                        struct config_error *err)
+{
+    *out = NULL;
+    char *file = strdup(name);
+    if (file == NULL) {
+        config_set_error(err, name, 0, "out of memory");
+        return BALLAST_ENOMEM;
+    }
+    struct config_builder b = {.file = file, .err = err};
+    int rc = config_build(&b, text, len);
+    if (rc == 0 && b.root == NULL) {
+        b.root = config_node_new(CONFIG_MAP, file, 1);
+        if (b.root == NULL) {
+            config_set_error(err, file, 0, "out of memory");
+            rc = BALLAST_ENOMEM;
+        }
+    }
+    if (rc == 0 && b.root->kind != CONFIG_MAP)
+        rc = config_build_fail(&b, b.root->line, "the top level must be a map, got ",
+                               config_kind_name(b.root->kind));
+    if (rc == 0)
+        rc = config_check_duplicates(&b);
+    if (rc != 0) {
+        config_builder_cleanup(&b);
+        free(file);
+        return rc;
+    }
+    *out = b.root;
+    return 0;
+}
+
+/* Read at most max_bytes of path into a NUL-terminated buffer. */
+static int config_read_file(const char *path, size_t max_bytes, char **text, size_t *len,
+                            struct config_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        config_set_error(err, path, 0, "cannot open: %s", strerror(errno));
+        return BALLAST_EIO;
+    }
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size > max_bytes) {
+        config_set_error(err, path, 0, "file is %lld bytes, limit is %zu (max-config-size)",
+                         (long long)st.st_size, max_bytes);
+        close(fd);
+        return BALLAST_ELIMIT;
+    }
+    /* Read one byte past the limit so a file that grows (or a pipe) is still caught. */
+    size_t capacity = max_bytes < 4096 ? max_bytes + 1 : 4096;
+    char *buf = malloc(capacity + 1);
+    size_t used = 0;
+    int rc = buf ? 0 : BALLAST_ENOMEM;
+    while (rc == 0) {
+        if (used == capacity) {
+            if (capacity > max_bytes) {
+                config_set_error(err, path, 0, "file is more than %zu bytes (max-config-size)",
+                                 max_bytes);
+                rc = BALLAST_ELIMIT;
+                break;
+            }
+            size_t next = capacity * 2 > max_bytes ? max_bytes + 1 : capacity * 2;
+            char *grown = realloc(buf, next + 1);
+            if (grown == NULL) {
+                rc = BALLAST_ENOMEM;
+                break;
+            }
+            buf = grown;
+            capacity = next;
+        }
+        ssize_t n = read(fd, buf + used, capacity - used);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            config_set_error(err, path, 0, "cannot read: %s", strerror(errno));
+            rc = BALLAST_EIO;
+        } else if (n == 0) {
+            break;
+        } else {
+            used += (size_t)n;
+        }
+    }
+    close(fd);
+    if (rc == 0 && used > max_bytes) {
+        config_set_error(err, path, 0, "file is more than %zu bytes (max-config-size)", max_bytes);
+        rc = BALLAST_ELIMIT;
+    }
+    if (rc != 0) {
+        if (rc == BALLAST_ENOMEM)
+            config_set_error(err, path, 0, "out of memory");
+        free(buf);
+        return rc;
+    }
+    buf[used] = '\0';
+    *text = buf;
+    *len = used;
+    return 0;
+}
+
+int config_parse_file(const char *path, size_t max_bytes, struct config_node **out,
+                      struct config_error *err)
+{
+    *out = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    int rc = config_read_file(path, max_bytes, &text, &len, err);
+    if (rc != 0)
+        return rc;
+    rc = config_parse_string(path, text, len, out, err);
+    free(text);
+    return rc;
+}
+
+/* ---- lookups and typed reads ---- */
+
+const struct config_node *config_map_get(const struct config_node *map, const char *key)
+{
+    if (map == NULL || map->kind != CONFIG_MAP)
+        return NULL;
+    for (size_t i = 0; i < map->count; i++)
+        if (strcmp(map->keys[i], key) == 0)
+            return map->values[i];
+    return NULL;
+}
+
+static int config_expect_kind(const struct config_node *node, enum config_kind kind,
+                              struct config_error *err)
+{
+    if (node == NULL)
+        return config_fail(err, NULL, "missing value");
+    if (node->kind != kind)
+        return config_fail(err, node, "expected %s, got %s", config_kind_name(kind),
+                           config_kind_name(node->kind));
+    return 0;
+}
+
+int config_check_keys(const struct config_node *map, const char *const *allowed,
+                      struct config_error *err)
+{
+    int rc = config_expect_kind(map, CONFIG_MAP, err);
+    if (rc != 0)
+        return rc;
+    for (size_t i = 0; i < map->count; i++) {
+        bool known = false;
+        for (size_t j = 0; allowed[j] != NULL && !known; j++)
+            known = strcmp(map->keys[i], allowed[j]) == 0;
+        if (known)
+            continue;
+        char list[400] = "";
+        size_t used = 0;
+        for (size_t j = 0; allowed[j] != NULL && used < sizeof(list); j++) {
+            int n = snprintf(list + used, sizeof(list) - used, "%s%s", j ? ", " : "", allowed[j]);
+            if (n < 0)
+                break;
+            used += (size_t)n;
+        }
+        config_fail(err, map, "unknown key '%s' (expected one of: %s)", map->keys[i], list);
+        if (err != NULL)
+            err->line = map->key_lines[i];
+        return BALLAST_EINVAL;
+    }
+    return 0;
+}
+
+int config_get_string(const struct config_node *node, const char **out, struct config_error *err)
+{
+    int rc = config_expect_kind(node, CONFIG_SCALAR, err);
+    if (rc != 0)
+        return rc;
+    *out = node->scalar;
+    return 0;
+}
+
+/* Parse a run of decimal digits at *text into *value, advancing *text. Rejects overflow. */
+static int config_parse_digits(const char **text, uint64_t *value)
+{
+    const char *p = *text;
+    uint64_t v = 0;
+    if (*p < '0' || *p > '9')
+        return BALLAST_EINVAL;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        unsigned digit = (unsigned)(*p - '0');
+        if (v > (UINT64_MAX - digit) / 10)
+            return BALLAST_ELIMIT;
+        v = v * 10 + digit;
+    }
+    *text = p;
+    *value = v;
+    return 0;
+}
+
+int config_get_uint(const struct config_node *node, uint64_t min, uint64_t max, uint64_t *out,
+                    struct config_error *err)
+{
+    int rc = config_expect_kind(node, CONFIG_SCALAR, err);
+    if (rc != 0)
+        return rc;
+    const char *p = node->scalar;
+    uint64_t value = 0;
+    if (config_parse_digits(&p, &value) != 0 || *p != '\0' || value < min || value > max)
+        return config_fail(err, node, "expected an integer between %llu and %llu, got '%s'",
+                           (unsigned long long)min, (unsigned long long)max, node->scalar);
+    *out = value;
+    return 0;
+}
+
+int config_get_bool(const struct config_node *node, bool *out, struct config_error *err)
+{
+    static const char *const yes[] = {"true", "yes", "on"};
+    static const char *const no[] = {"false", "no", "off"};
+    int rc = config_expect_kind(node, CONFIG_SCALAR, err);
+    if (rc != 0)
+        return rc;
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+        if (strcasecmp(node->scalar, yes[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcasecmp(node->scalar, no[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return config_fail(err, node, "expected true or false, got '%s'", node->scalar);
+}
+
+struct config_unit {
+    const char *suffix;
+    uint64_t factor;
+};
+
+/* Parse digits followed by an optional unit from units (bare digits use plain_factor). */
+static int config_parse_scaled(const char *text, const struct config_unit *units, size_t n_units,
+                               uint64_t plain_factor, uint64_t *out)
+{
+    const char *p = text;
+    uint64_t value = 0;
+    int rc = config_parse_digits(&p, &value);
+    if (rc != 0)
+        return rc;
+    uint64_t factor = 0;
+    if (*p == '\0')
+        factor = plain_factor;
+    for (size_t i = 0; i < n_units && factor == 0; i++)
+        if (strcmp(p, units[i].suffix) == 0)
+            factor = units[i].factor;
+    if (factor == 0)
+        return BALLAST_EINVAL;
+    if (value > UINT64_MAX / factor)
+        return BALLAST_ELIMIT;
+    *out = value * factor;
+    return 0;
+}
+
+/* Largest unit that divides value exactly, for messages like "between 1ms and 1d". */
+static const char *config_format_scaled(uint64_t value, const struct config_unit *units,
+                                        size_t n_units, const char *base_suffix, char *buf,
+                                        size_t len)
+{
+    for (size_t i = n_units; i-- > 0;) {
+        if (units[i].factor > 1 && value != 0 && value % units[i].factor == 0) {
+            snprintf(buf, len, "%llu%s", (unsigned long long)(value / units[i].factor),
+                     units[i].suffix);
+            return buf;
+        }
+    }
+    snprintf(buf, len, "%llu%s", (unsigned long long)value, base_suffix);
+    return buf;
+}
+
+/* Ordered by factor so config_format_scaled picks the largest exact unit. */
+static const struct config_unit config_duration_units[] = {
+    {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000},
+};
+static const struct config_unit config_size_units[] = {
+    {"k", 1ull << 10}, {"K", 1ull << 10}, {"m", 1ull << 20}, {"M", 1ull << 20},
+    {"g", 1ull << 30}, {"G", 1ull << 30}, {"t", 1ull << 40}, {"T", 1ull << 40},
+};
+#define CONFIG_COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+static int config_get_scaled(const struct config_node *node, uint64_t min, uint64_t max,
+                             uint64_t *out, struct config_error *err, const char *what,
+                             const struct config_unit *units, size_t n_units, uint64_t plain_factor,
+                             const char *base_suffix)
+{
+    int rc = config_expect_kind(node, CONFIG_SCALAR, err);
+    if (rc != 0)
+        return rc;
+    uint64_t value = 0;
+    rc = config_parse_scaled(node->scalar, units, n_units, plain_factor, &value);
+    if (rc == 0 && value >= min && value <= max) {
+        *out = value;
+        return 0;
+    }
+    char lo[32], hi[32];
+    config_format_scaled(min, units, n_units, base_suffix, lo, sizeof(lo));
+    config_format_scaled(max, units, n_units, base_suffix, hi, sizeof(hi));
+    return config_fail(err, node, "expected %s between %s and %s, got '%s'", what, lo, hi,
+                       node->scalar);
+}
+
+int config_get_duration_ms(const struct config_node *node, uint64_t min_ms, uint64_t max_ms,
+                           uint64_t *out, struct config_error *err)
+{
+    return config_get_scaled(node, min_ms, max_ms, out, err, "a duration", config_duration_units,
+                             CONFIG_COUNT(config_duration_units), 1000, "ms");
+}
+
+int config_get_size(const struct config_node *node, uint64_t min, uint64_t max, uint64_t *out,
+                    struct config_error *err)
+{
+    return config_get_scaled(node, min, max, out, err, "a size", config_size_units,
+                             CONFIG_COUNT(config_size_units), 1, "");
+}
