@@ -479,8 +479,11 @@ static int zone_build_node(struct zone_loader *loader, struct zone *zone, struct
     }
     if (zone_cname_conflict(node)) {
         char name[256];
+        size_t cname = first;
+        while (cname < end && records[cname].type != WIRE_TYPE_CNAME)
+            cname++;
         zone_name_text(node->name, name, sizeof name);
-        return zone_fail(loader, loader->files[records[first].file], records[first].line,
+        return zone_fail(loader, loader->files[records[cname].file], records[cname].line,
                          "CNAME and other data at %s (RFC 1034 §3.6.2)", name);
     }
     return BALLAST_OK;
