@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
 
@@ -115,22 +116,27 @@ static void test_zone_rejects_syntax_error_with_line(void **state)
 static void test_zone_rejects_bad_soa_and_ns(void **state)
 {
     expect_error("s.test", DATA "nosoa.zone", NULL, "nosoa.zone", 0, "no SOA");
-    expect_error("s.test", DATA "twosoa.zone", NULL, "twosoa.zone", 0, "exactly one");
-    expect_error("s.test", DATA "soanotapex.zone", NULL, "soanotapex.zone", 4, "not at the zone apex");
+    /* the second SOA is named, not just the file */
+    expect_error("s.test", DATA "twosoa.zone", NULL, "twosoa.zone", 3, "exactly one");
+    expect_error("s.test", DATA "soanotapex.zone", NULL, "soanotapex.zone", 4,
+                 "not at the zone apex");
     expect_error("s.test", DATA "nons.zone", NULL, "nons.zone", 0, "no NS");
 }
 
 static void test_zone_rejects_bad_records(void **state)
 {
-    expect_error("s.test", DATA "outofzone.zone", NULL, "outofzone.zone", 4, "outside zone s.test.");
-    expect_error("s.test", DATA "cnameother.zone", NULL, "cnameother.zone", 4, "CNAME and other data");
+    expect_error("s.test", DATA "outofzone.zone", NULL, "outofzone.zone", 4,
+                 "outside zone s.test.");
+    expect_error("s.test", DATA "cnameother.zone", NULL, "cnameother.zone", 4,
+                 "CNAME and other data");
     expect_error("s.test", DATA "chaos.zone", NULL, "chaos.zone", 4, "class");
     expect_error("s.test", DATA "missing.zone", NULL, "missing.zone", 0, "cannot open");
 }
 
 static void test_zone_include_rules(void **state)
 {
-    expect_error("good.test", DATA "outside.zone", NULL, "outside.zone", 4, "outside the zone directory");
+    expect_error("good.test", DATA "outside.zone", NULL, "outside.zone", 4,
+                 "outside the zone directory");
     struct limits limits;
     limits_init_defaults(&limits);
     limits.max_include_depth = 3;
@@ -183,6 +189,192 @@ static void test_zone_set_most_specific_and_duplicates(void **state)
     zone_set_free(set);
 }
 
+static const uint8_t *rdata_of(const struct zone *zone, const char *owner, uint16_t type)
+{
+    const struct zone_rrset *rrset = zone_node_rrset(find(zone, owner), type);
+    assert_non_null(rrset);
+    return rrset->data + 2;
+}
+
+static void test_zone_full_counts_ttls_and_soa_fields(void **state)
+{
+    struct zone *zone = load_ok("Example.Test", DATA "full.zone");
+    assert_int_equal(zone->node_count, 23);   /* 16 owners + 7 empty non-terminals */
+    assert_int_equal(zone->record_count, 20); /* the duplicate www A counts once */
+    assert_int_equal(zone->serial, 2024010101);
+    assert_int_equal(zone->negative_ttl, 300); /* RFC 2308 §5: min(SOA TTL 3600, MINIMUM 300) */
+    assert_string_equal(zone->name_text, "example.test.");
+    assert_string_equal(zone->file, DATA "full.zone");
+    const struct zone_rrset *www = zone_node_rrset(find(zone, "www.example.test"), WIRE_TYPE_A);
+    assert_int_equal(www->count, 2);
+    assert_int_equal(www->ttl, 60);
+    assert_int_equal(www->data_len, 12); /* 2 x ([RDLENGTH][4 bytes]) */
+    assert_int_equal(zone_node_rrset(find(zone, "ttl.example.test"), WIRE_TYPE_A)->ttl, 3600);
+    /* the included file inherits the $TTL in force; its own TTLs still win */
+    assert_int_equal(zone_node_rrset(find(zone, "h1.hosts.rel.example.test"), WIRE_TYPE_A)->ttl,
+                     3600);
+    assert_int_equal(zone_node_rrset(find(zone, "h2.hosts.rel.example.test"), WIRE_TYPE_A)->ttl,
+                     300);
+    /* RRsets sorted by type */
+    const struct zone_node *apex = zone->apex_node;
+    assert_int_equal(apex->rrset_count, 3);
+    assert_int_equal(apex->rrsets[0].type, WIRE_TYPE_NS);
+    assert_int_equal(apex->rrsets[1].type, WIRE_TYPE_SOA);
+    assert_int_equal(apex->rrsets[2].type, WIRE_TYPE_MX);
+    assert_ptr_equal(zone->soa, &apex->rrsets[1]);
+    assert_null(zone_node_rrset(apex, WIRE_TYPE_TXT));
+    zone_free(zone);
+}
+
+static void test_zone_full_lowercases_rdata_names(void **state)
+{
+    struct zone *zone = load_ok("example.test", DATA "full.zone");
+    /* RFC 4034 §6.2 types: MX exchange, SRV target, CNAME, NS, SOA MNAME and RNAME */
+    assert_memory_equal(rdata_of(zone, "example.test", WIRE_TYPE_MX),
+                        "\0\12\4mail\7example\4test\0", 21);
+    assert_memory_equal(rdata_of(zone, "_sip._tcp.example.test", WIRE_TYPE_SRV),
+                        "\0\0\0\5\23\304\3sip\7example\4test\0", 24);
+    assert_memory_equal(rdata_of(zone, "alias.example.test", WIRE_TYPE_CNAME),
+                        "\3www\7example\4test\0", 18);
+    assert_memory_equal(rdata_of(zone, "example.test", WIRE_TYPE_SOA),
+                        "\3ns1\7example\4test\0\12hostmaster\7example\4test\0", 43);
+    zone_free(zone);
+}
+
+static void test_zone_full_nodes_and_flags(void **state)
+{
+    struct zone *zone = load_ok("example.test", DATA "full.zone");
+    const char *empty[] = {"_tcp.example.test",     "b.c.example.test",  "c.example.test",
+                           "y.sub.example.test",    "wild.example.test", "rel.example.test",
+                           "hosts.rel.example.test"};
+    for (size_t i = 0; i < sizeof empty / sizeof empty[0]; i++) {
+        const struct zone_node *node = find(zone, empty[i]);
+        if (!node)
+            fail_msg("empty non-terminal %s missing", empty[i]);
+        assert_int_equal(node->rrset_count, 0);
+    }
+    assert_int_equal(zone->apex_node->flags, ZONE_NODE_APEX);
+    assert_int_equal(find(zone, "sub.example.test")->flags, ZONE_NODE_DELEGATION);
+    assert_int_equal(find(zone, "ns.sub.example.test")->flags, ZONE_NODE_OCCLUDED);
+    assert_int_equal(find(zone, "y.sub.example.test")->flags, ZONE_NODE_OCCLUDED);
+    assert_int_equal(find(zone, "x.y.sub.example.test")->flags, ZONE_NODE_OCCLUDED);
+    assert_int_equal(find(zone, "wild.example.test")->flags, ZONE_NODE_WILDCARD_CHILD);
+    assert_int_equal(find(zone, "*.wild.example.test")->flags, 0);
+    assert_int_equal(find(zone, "www.example.test")->flags, 0);
+    assert_int_equal(find(zone, "c.example.test")->labels, 3);
+    assert_null(find(zone, "example.test.example.test"));
+    assert_null(find(zone, "test"));
+    zone_free(zone);
+}
+
+static void test_zone_relative_origin_and_include_origin(void **state)
+{
+    struct zone *zone = load_ok("example.test", DATA "full.zone");
+    /* "$ORIGIN rel" is relative to the current origin (RFC 1035 §5.1) ... */
+    assert_non_null(zone_node_rrset(find(zone, "x.rel.example.test"), WIRE_TYPE_A));
+    /* ... "$INCLUDE file Hosts" gives the included file its own origin ... */
+    assert_non_null(zone_node_rrset(find(zone, "h1.hosts.rel.example.test"), WIRE_TYPE_A));
+    /* ... and never changes the parent's. */
+    assert_non_null(zone_node_rrset(find(zone, "after.rel.example.test"), WIRE_TYPE_A));
+    zone_free(zone);
+}
+
+static void test_zone_error_line_skips_comments_before_the_record(void **state)
+{
+    /* lines 5-6 are a blank line and a comment; the broken record is on line 7 */
+    expect_error("example.test", DATA "syntax_after_comment.zone", NULL,
+                 "syntax_after_comment.zone", 7, "bad IN A 192.0.2");
+    expect_error("example.test", DATA "bad_ttl.zone", NULL, "bad_ttl.zone", 2,
+                 "bad $TTL value: bogus");
+}
+
+static void test_zone_cname_beside_rrsig_is_allowed_but_not_beside_a(void **state)
+{
+    expect_error("example.test", DATA "cname_rrsig.zone", NULL, "cname_rrsig.zone", 5,
+                 "CNAME and other data (A) at www.example.test.");
+}
+
+static void test_zone_duplicates_count_once_against_limits(void **state)
+{
+    struct limits limits;
+    struct zone_error err;
+    struct zone *zone = NULL;
+    limits_init_defaults(&limits);
+    limits.max_zone_records = 5; /* 6 lines of records, one a duplicate */
+    assert_int_equal(zone_load("example.test", DATA "records_dup.zone", &limits, &zone, &err), 0);
+    assert_int_equal(zone->record_count, 5);
+    zone_free(zone);
+    limits.max_zone_records = 4; /* the 5th distinct record, on line 7, crosses it */
+    expect_error("example.test", DATA "records_dup.zone", &limits, "records_dup.zone", 7,
+                 "has 5 records, limit is 4 (max-zone-records)");
+
+    limits_init_defaults(&limits);
+    limits.max_rrset_records = 4; /* 5 TXT lines, one a duplicate */
+    assert_int_equal(zone_load("example.test", DATA "rrset_dup.zone", &limits, &zone, &err), 0);
+    assert_int_equal(zone_node_rrset(find(zone, "big.example.test"), WIRE_TYPE_TXT)->count, 4);
+    zone_free(zone);
+    limits.max_rrset_records = 3;
+    expect_error("example.test", DATA "rrset_dup.zone", &limits, "rrset_dup.zone", 5,
+                 "RRset big.example.test./TXT has 4 records, limit is 3 (max-rrset-records)");
+}
+
+static void test_zone_include_depth_limit_is_exact(void **state)
+{
+    struct limits limits;
+    struct zone_error err;
+    struct zone *zone = NULL;
+    limits_init_defaults(&limits);
+    limits.max_include_depth = 2; /* zone -> level1 -> level2 */
+    assert_int_equal(zone_load("example.test", DATA "include_chain.zone", &limits, &zone, &err), 0);
+    assert_non_null(find(zone, "l2.example.test"));
+    zone_free(zone);
+    limits.max_include_depth = 1;
+    expect_error("example.test", DATA "include_chain.zone", &limits, "inc/level1.inc", 2,
+                 "nested deeper than 1 files (max-include-depth)");
+}
+
+static void test_zone_include_errors_name_the_directive(void **state)
+{
+    expect_error("example.test", DATA "include_missing.zone", NULL, "include_missing.zone", 4,
+                 "cannot open $INCLUDE file inc/nonexistent.inc");
+    /* a zone in sub/ cannot include its sibling directory's files */
+    expect_error("example.test", DATA "sub/include_outside.zone", NULL, "include_outside.zone", 4,
+                 "$INCLUDE outside the zone directory");
+}
+
+static void test_zone_size_limit_counts_included_files(void **state)
+{
+    struct stat st;
+    assert_int_equal(stat(DATA "full.zone", &st), 0);
+    struct limits limits;
+    limits_init_defaults(&limits);
+    limits.max_zone_bytes = (uint64_t)st.st_size; /* the top file fits, its include does not */
+    expect_error("example.test", DATA "full.zone", &limits, "full.zone", 30, "hosts.inc, limit is");
+    expect_error("example.test", DATA "full.zone", &limits, "full.zone", 30, "(max-zone-size)");
+}
+
+static void test_zone_set_exact_and_empty(void **state)
+{
+    struct zone *zones[2];
+    zones[0] = load_ok("example.test", "tests/unit/data/answer/example.test.zone");
+    zones[1] = load_ok("deep.example.test", "tests/unit/data/answer/deep.example.test.zone");
+    struct zone_set *set = NULL;
+    assert_int_equal(zone_set_create(zones, 2, &set), 0);
+    assert_ptr_equal(zone_set_find_exact(set, zones[1]->apex, zones[1]->apex_len), zones[1]);
+    uint8_t name[WIRE_NAME_MAX];
+    size_t len = 0;
+    assert_int_equal(wire_name_from_text("www.example.test", name, &len), 0);
+    assert_null(zone_set_find_exact(set, name, len));
+    /* the deep zone's apex itself belongs to the deep zone */
+    assert_ptr_equal(zone_set_find(set, zones[1]->apex, zones[1]->apex_len), zones[1]);
+    zone_set_free(set);
+
+    struct zone_set *empty = NULL;
+    assert_int_equal(zone_set_create(NULL, 0, &empty), 0);
+    assert_null(zone_set_find(empty, name, len));
+    zone_set_free(empty);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -195,6 +387,17 @@ int main(void)
         cmocka_unit_test(test_zone_include_rules),
         cmocka_unit_test(test_zone_limits),
         cmocka_unit_test(test_zone_set_most_specific_and_duplicates),
+        cmocka_unit_test(test_zone_full_counts_ttls_and_soa_fields),
+        cmocka_unit_test(test_zone_full_lowercases_rdata_names),
+        cmocka_unit_test(test_zone_full_nodes_and_flags),
+        cmocka_unit_test(test_zone_relative_origin_and_include_origin),
+        cmocka_unit_test(test_zone_error_line_skips_comments_before_the_record),
+        cmocka_unit_test(test_zone_cname_beside_rrsig_is_allowed_but_not_beside_a),
+        cmocka_unit_test(test_zone_duplicates_count_once_against_limits),
+        cmocka_unit_test(test_zone_include_depth_limit_is_exact),
+        cmocka_unit_test(test_zone_include_errors_name_the_directive),
+        cmocka_unit_test(test_zone_size_limit_counts_included_files),
+        cmocka_unit_test(test_zone_set_exact_and_empty),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
