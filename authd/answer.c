@@ -8,9 +8,9 @@
 #include "wire.h"
 
 #define ANSWER_QUESTION_OFFSET WIRE_HEADER_LEN
-#define ANSWER_OPT_LEN 11           /* root owner, TYPE, CLASS, TTL, RDLENGTH=0 */
-#define ANSWER_MAX_TARGETS 32       /* names considered for additional-section processing */
-#define ANSWER_MAX_CHAIN_NAMES 64   /* hard ceiling for CNAME loop detection */
+#define ANSWER_OPT_LEN 11         /* root owner, TYPE, CLASS, TTL, RDLENGTH=0 */
+#define ANSWER_MAX_TARGETS 32     /* names considered for additional-section processing */
+#define ANSWER_MAX_CHAIN_NAMES 64 /* hard ceiling for CNAME loop detection */
 
 enum answer_section { SECTION_ANSWER = 0, SECTION_AUTHORITY = 1, SECTION_ADDITIONAL = 2 };
 
@@ -18,7 +18,7 @@ enum answer_section { SECTION_ANSWER = 0, SECTION_AUTHORITY = 1, SECTION_ADDITIO
 struct answer_target {
     const uint8_t *name; /* lowercase wire form, points into zone data */
     size_t len;
-    bool referral_glue;  /* from a referral's NS set: glue below the cut is allowed */
+    bool referral_glue; /* from a referral's NS set: glue below the cut is allowed */
 };
 
 struct answer_builder {
@@ -221,8 +221,7 @@ static void answer_collect_targets(struct answer_builder *b, const struct zone_r
         uint16_t rdlen = wire_read_u16(at);
         if (rdlen > name_offset) {
             const uint8_t *name = at + 2 + name_offset;
-            answer_add_target(b, name, wire_name_length(name, rdlen - name_offset),
-                              referral_glue);
+            answer_add_target(b, name, wire_name_length(name, rdlen - name_offset), referral_glue);
         }
         at += 2 + (size_t)rdlen;
     }
@@ -242,9 +241,9 @@ static void answer_put_additional(struct answer_builder *b)
         if (is_glue && !target->referral_glue)
             continue;
         /* RFC 9471 §3: glue for names below the cut must fit, or the response is truncated. */
-        bool required = target->referral_glue && b->referral_cut &&
-                        wire_name_is_subdomain(target->name, target->len, b->referral_cut,
-                                               b->referral_cut_len);
+        bool required =
+            target->referral_glue && b->referral_cut &&
+            wire_name_is_subdomain(target->name, target->len, b->referral_cut, b->referral_cut_len);
         for (size_t t = 0; t < sizeof address_types / sizeof address_types[0]; t++) {
             const struct zone_rrset *rrset = zone_node_rrset(node, address_types[t]);
             if (!rrset)
@@ -317,9 +316,8 @@ static void answer_resolve(struct answer_builder *b)
             return;
         }
         const struct zone_node *node = found.node;
-        const struct zone_rrset *rrset = q->qtype == WIRE_TYPE_ANY
-                                             ? answer_any_rrset(node)
-                                             : zone_node_rrset(node, q->qtype);
+        const struct zone_rrset *rrset =
+            q->qtype == WIRE_TYPE_ANY ? answer_any_rrset(node) : zone_node_rrset(node, q->qtype);
         if (rrset) {
             if (answer_put_or_truncate(b, SECTION_ANSWER, owner, name_len, rrset, rrset->ttl) == 0)
                 answer_collect_targets(b, rrset, false);
@@ -352,8 +350,8 @@ static size_t answer_udp_limit(const struct wire_query *q, const struct limits *
 {
     if (!q->has_edns)
         return LIMIT_UDP_MIN_PAYLOAD;
-    size_t size = q->edns_udp_size < limits->edns_udp_size ? q->edns_udp_size
-                                                            : limits->edns_udp_size;
+    size_t size =
+        q->edns_udp_size < limits->edns_udp_size ? q->edns_udp_size : limits->edns_udp_size;
     return size < LIMIT_UDP_MIN_PAYLOAD ? LIMIT_UDP_MIN_PAYLOAD : size;
 }
 
@@ -412,8 +410,7 @@ static size_t answer_error(const uint8_t *query, const struct wire_query *q, uin
 
 /* Which zone answers: the most specific, except that DS at a zone apex is the parent's data
  * when we serve the parent too (RFC 4035 §3.1.4.1). */
-static const struct zone *answer_find_zone(const struct zone_set *zones,
-                                           const struct wire_query *q)
+static const struct zone *answer_find_zone(const struct zone_set *zones, const struct wire_query *q)
 {
     const struct zone *zone = zone_set_find(zones, q->qname_lower, q->qname_len);
     if (zone && q->qtype == WIRE_TYPE_DS && zone->apex_labels > 0 &&
@@ -434,9 +431,9 @@ static bool answer_refused_type(uint16_t qtype)
            (qtype >= 128 && qtype <= 254);
 }
 
-size_t answer_query(const struct zone_set *zones, const struct limits *limits,
-                    const uint8_t *query, size_t query_len, uint8_t *resp, size_t resp_cap,
-                    bool over_tcp, struct answer_info *info)
+size_t answer_query(const struct zone_set *zones, const struct limits *limits, const uint8_t *query,
+                    size_t query_len, uint8_t *resp, size_t resp_cap, bool over_tcp,
+                    struct answer_info *info)
 {
     struct wire_query q;
     memset(info, 0, sizeof *info);

@@ -13,24 +13,24 @@
 
 /* What happened to one query, for counters and logs. */
 enum answer_outcome {
-    ANSWER_DROPPED = 0,   /* nothing sent: shorter than a header, or a response (QR=1) */
-    ANSWER_SENT,          /* a response was built; see rcode */
+    ANSWER_DROPPED = 0, /* nothing sent: shorter than a header, or a response (QR=1) */
+    ANSWER_SENT,        /* a response was built; see rcode */
 };
 
 struct answer_info {
     enum answer_outcome outcome;
-    uint16_t rcode;       /* extended RCODE (BADVERS = 16) */
-    bool truncated;       /* TC=1 was set */
-    bool authoritative;   /* AA=1 was set */
-    bool referral;        /* a delegation was returned */
+    uint16_t rcode;     /* extended RCODE (BADVERS = 16) */
+    bool truncated;     /* TC=1 was set */
+    bool authoritative; /* AA=1 was set */
+    bool referral;      /* a delegation was returned */
 };
 
 /* Answer `query` (query_len bytes) from zones into resp (resp_cap bytes). over_tcp selects the
  * 65535-byte limit; over UDP the limit is 512 without EDNS, else min(client's size, ours) and
  * at least 512 (RFC 6891 §6.2.5). Returns the response length, or 0 when nothing must be sent.
  * zones may be NULL (every query is REFUSED). */
-size_t answer_query(const struct zone_set *zones, const struct limits *limits,
-                    const uint8_t *query, size_t query_len, uint8_t *resp, size_t resp_cap,
-                    bool over_tcp, struct answer_info *info);
+size_t answer_query(const struct zone_set *zones, const struct limits *limits, const uint8_t *query,
+                    size_t query_len, uint8_t *resp, size_t resp_cap, bool over_tcp,
+                    struct answer_info *info);
 
 #endif

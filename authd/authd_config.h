@@ -15,19 +15,19 @@
 #define AUTHD_MAX_LISTEN 64
 
 struct authd_zone_config {
-    char *name;  /* zone apex as written, e.g. "example.test" */
-    char *file;  /* path; relative paths in a config file are resolved against its directory */
+    char *name; /* zone apex as written, e.g. "example.test" */
+    char *file; /* path; relative paths in a config file are resolved against its directory */
 };
 
 struct authd_config {
-    char *source_file;                 /* config file path, NULL when built from flags */
+    char *source_file; /* config file path, NULL when built from flags */
     struct addr listen[AUTHD_MAX_LISTEN];
     char *listen_text[AUTHD_MAX_LISTEN]; /* as written, for logs */
     size_t listen_count;
-    unsigned workers;                  /* 0 = one per CPU */
+    unsigned workers; /* 0 = one per CPU */
     enum log_level log_level;
-    char *control_path;                /* Unix control socket; NULL = none */
-    char *pid_file;                    /* NULL = none */
+    char *control_path; /* Unix control socket; NULL = none */
+    char *pid_file;     /* NULL = none */
     struct limits limits;
     struct authd_zone_config *zones;
     size_t zone_count;

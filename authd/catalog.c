@@ -115,8 +115,7 @@ const char *catalog_failure_text(const struct catalog_failure *failure, char *bu
     return buf;
 }
 
-int catalog_check(const struct authd_config *cfg, FILE *err, size_t *zones_out,
-                  size_t *records_out)
+int catalog_check(const struct authd_config *cfg, FILE *err, size_t *zones_out, size_t *records_out)
 {
     struct zone_set *zones = NULL;
     struct catalog_report report;

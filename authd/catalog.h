@@ -16,7 +16,7 @@ struct catalog_failure {
 };
 
 struct catalog_report {
-    size_t loaded;                    /* zones read fresh from their files */
+    size_t loaded; /* zones read fresh from their files */
     size_t failure_count;
     struct catalog_failure *failures; /* owned by the report */
 };

@@ -74,8 +74,12 @@ static int authd_parse_args(int argc, char **argv, struct authd_args *args)
     int opt;
     while ((opt = getopt_long(argc, argv, "c:Vh", options, NULL)) != -1) {
         switch (opt) {
-        case 'c': args->config_file = optarg; break;
-        case OPTION_CHECK: args->check = true; break;
+        case 'c':
+            args->config_file = optarg;
+            break;
+        case OPTION_CHECK:
+            args->check = true;
+            break;
         case OPTION_LISTEN:
             if (args->listen_count >= AUTHD_MAX_LISTEN) {
                 fprintf(stderr, "error: at most %d --listen addresses\n", AUTHD_MAX_LISTEN);
@@ -83,14 +87,30 @@ static int authd_parse_args(int argc, char **argv, struct authd_args *args)
             }
             args->listen[args->listen_count++] = optarg;
             break;
-        case OPTION_ZONE: args->zones[args->zone_count++] = optarg; break;
-        case OPTION_WORKERS: args->workers = optarg; break;
-        case OPTION_CONTROL: args->control = optarg; break;
-        case OPTION_LOG_LEVEL: args->log_level = optarg; break;
-        case OPTION_PID_FILE: args->pid_file = optarg; break;
-        case 'V': printf("ballast-authd 0.1.0\n"); exit(AUTHD_EXIT_OK);
-        case 'h': authd_usage(stdout); exit(AUTHD_EXIT_OK);
-        default: authd_usage(stderr); return AUTHD_EXIT_USAGE;
+        case OPTION_ZONE:
+            args->zones[args->zone_count++] = optarg;
+            break;
+        case OPTION_WORKERS:
+            args->workers = optarg;
+            break;
+        case OPTION_CONTROL:
+            args->control = optarg;
+            break;
+        case OPTION_LOG_LEVEL:
+            args->log_level = optarg;
+            break;
+        case OPTION_PID_FILE:
+            args->pid_file = optarg;
+            break;
+        case 'V':
+            printf("ballast-authd 0.1.0\n");
+            exit(AUTHD_EXIT_OK);
+        case 'h':
+            authd_usage(stdout);
+            exit(AUTHD_EXIT_OK);
+        default:
+            authd_usage(stderr);
+            return AUTHD_EXIT_USAGE;
         }
     }
     if (optind < argc) {

@@ -46,8 +46,8 @@ enum server_counter {
 };
 
 static const char *const server_counter_names[COUNTER_COUNT] = {
-    "queries_udp",      "queries_tcp",     "answers_noerror", "answers_formerr",
-    "answers_servfail", "answers_nxdomain", "answers_notimp", "answers_refused",
+    "queries_udp",      "queries_tcp",       "answers_noerror",  "answers_formerr",
+    "answers_servfail", "answers_nxdomain",  "answers_notimp",   "answers_refused",
     "answers_badvers",  "answers_truncated", "answers_referral", "dropped_malformed",
 };
 
@@ -94,13 +94,27 @@ static void worker_count_answer(struct worker *worker, const struct answer_info 
         counter = COUNTER_DROPPED_MALFORMED;
     } else {
         switch (info->rcode) {
-        case WIRE_RCODE_NOERROR: counter = COUNTER_NOERROR; break;
-        case WIRE_RCODE_FORMERR: counter = COUNTER_FORMERR; break;
-        case WIRE_RCODE_NXDOMAIN: counter = COUNTER_NXDOMAIN; break;
-        case WIRE_RCODE_NOTIMP: counter = COUNTER_NOTIMP; break;
-        case WIRE_RCODE_REFUSED: counter = COUNTER_REFUSED; break;
-        case WIRE_RCODE_BADVERS: counter = COUNTER_BADVERS; break;
-        default: counter = COUNTER_SERVFAIL; break;
+        case WIRE_RCODE_NOERROR:
+            counter = COUNTER_NOERROR;
+            break;
+        case WIRE_RCODE_FORMERR:
+            counter = COUNTER_FORMERR;
+            break;
+        case WIRE_RCODE_NXDOMAIN:
+            counter = COUNTER_NXDOMAIN;
+            break;
+        case WIRE_RCODE_NOTIMP:
+            counter = COUNTER_NOTIMP;
+            break;
+        case WIRE_RCODE_REFUSED:
+            counter = COUNTER_REFUSED;
+            break;
+        case WIRE_RCODE_BADVERS:
+            counter = COUNTER_BADVERS;
+            break;
+        default:
+            counter = COUNTER_SERVFAIL;
+            break;
         }
         if (info->truncated)
             worker_bump(worker, COUNTER_TRUNCATED);
@@ -118,8 +132,8 @@ static size_t worker_on_query(void *ctx, const uint8_t *query, size_t query_len,
     worker_bump(worker, over_tcp ? COUNTER_QUERIES_TCP : COUNTER_QUERIES_UDP);
     urcu_memb_read_lock();
     const struct server_snapshot *snapshot = rcu_dereference(worker->server->snapshot);
-    size_t len = answer_query(snapshot->zones, &snapshot->limits, query, query_len, resp,
-                              resp_cap, over_tcp, &info);
+    size_t len = answer_query(snapshot->zones, &snapshot->limits, query, query_len, resp, resp_cap,
+                              over_tcp, &info);
     urcu_memb_read_unlock();
     worker_count_answer(worker, &info);
     return len;
@@ -144,8 +158,8 @@ static void worker_on_stop(uv_async_t *async)
     uv_close((uv_handle_t *)&worker->stop_async, NULL);
 }
 
-static int worker_open(struct server *server, struct worker *worker, unsigned index,
-                       char *err_text, size_t err_len)
+static int worker_open(struct server *server, struct worker *worker, unsigned index, char *err_text,
+                       size_t err_len)
 {
     worker->server = server;
     worker->index = index;
@@ -244,7 +258,8 @@ static void server_print_stats(struct server *server, struct control_reply *repl
                          (unsigned long long)ls.udp_send_errors);
     control_reply_printf(reply, "reloads_ok=%llu\nreloads_failed=%llu\nzones=%zu\n",
                          (unsigned long long)server->reloads_ok,
-                         (unsigned long long)server->reloads_failed, server->snapshot->zones->count);
+                         (unsigned long long)server->reloads_failed,
+                         server->snapshot->zones->count);
 }
 
 static void server_print_zones(struct server *server, struct control_reply *reply)
@@ -261,9 +276,8 @@ static void server_print_zones(struct server *server, struct control_reply *repl
 static void server_print_status(struct server *server, struct control_reply *reply)
 {
     control_reply_printf(reply, "version=%s\npid=%ld\nuptime_s=%lld\nworkers=%u\nzones=%zu\n",
-                         SERVER_VERSION, (long)getpid(),
-                         (long long)(time(NULL) - server->started), server->worker_count,
-                         server->snapshot->zones->count);
+                         SERVER_VERSION, (long)getpid(), (long long)(time(NULL) - server->started),
+                         server->worker_count, server->snapshot->zones->count);
     for (size_t i = 0; i < server->cfg.listen_count; i++)
         control_reply_printf(reply, "listen=%s\n", server->cfg.listen_text[i]);
 }
@@ -311,8 +325,7 @@ static void server_adopt_config(struct server *server, struct authd_config *next
     log_set_level(server->cfg.log_level);
 }
 
-static void server_report_failures(const struct catalog_report *report,
-                                   struct control_reply *reply)
+static void server_report_failures(const struct catalog_report *report, struct control_reply *reply)
 {
     char text[1200];
     for (size_t i = 0; i < report->failure_count; i++) {
@@ -355,7 +368,8 @@ static int server_reload(struct server *server, struct control_reply *reply)
     server_report_failures(&report, reply);
     struct server_snapshot *fresh = rc == 0 ? malloc(sizeof *fresh) : NULL;
     if (!fresh) {
-        const char *why = rc == BALLAST_ENOTFOUND ? "no zone would be served" : ballast_strerror(rc);
+        const char *why =
+            rc == BALLAST_ENOTFOUND ? "no zone would be served" : ballast_strerror(rc);
         log_error("reload", "result=refused reason=\"%s\"", why);
         if (reply)
             control_reply_printf(reply, "reload refused, still serving: %s\n", why);
@@ -422,9 +436,8 @@ static int server_on_command(void *ctx, int argc, char **argv, struct control_re
         control_reply_printf(reply, "stopping\n");
         server_request_stop(server);
     } else {
-        control_reply_printf(reply,
-                             "unknown command '%s' (expected status, stats, zones, reload, stop)\n",
-                             command);
+        control_reply_printf(
+            reply, "unknown command '%s' (expected status, stats, zones, reload, stop)\n", command);
         return BALLAST_EINVAL;
     }
     return BALLAST_OK;
@@ -525,8 +538,8 @@ int server_start(struct authd_config *cfg, struct zone_set *zones, struct server
     for (unsigned i = 0; i < server->worker_count && rc == 0; i++)
         rc = worker_open(server, &server->workers[i], i, err_text, err_len);
     if (rc == 0 && server->cfg.control_path)
-        rc = control_server_open(&server->loop, server->cfg.control_path, server_on_command,
-                                 server, &server->control, err_text, err_len);
+        rc = control_server_open(&server->loop, server->cfg.control_path, server_on_command, server,
+                                 &server->control, err_text, err_len);
     for (unsigned i = 0; i < server->worker_count && rc == 0; i++) {
         struct worker *worker = &server->workers[i];
         if (uv_thread_create(&worker->thread, worker_thread_main, worker) != 0) {

@@ -11,18 +11,18 @@ enum config_kind { CONFIG_SCALAR, CONFIG_MAP, CONFIG_LIST };
 
 struct config_node {
     enum config_kind kind;
-    const char *file;   /* shared, owned by the tree */
-    unsigned line;      /* 1-based */
-    char *scalar;       /* CONFIG_SCALAR: the text */
-    size_t count;       /* CONFIG_MAP: pairs; CONFIG_LIST: items */
-    char **keys;        /* CONFIG_MAP: keys[i] names values[i] */
-    unsigned *key_lines;/* CONFIG_MAP: line of each key */
+    const char *file;            /* shared, owned by the tree */
+    unsigned line;               /* 1-based */
+    char *scalar;                /* CONFIG_SCALAR: the text */
+    size_t count;                /* CONFIG_MAP: pairs; CONFIG_LIST: items */
+    char **keys;                 /* CONFIG_MAP: keys[i] names values[i] */
+    unsigned *key_lines;         /* CONFIG_MAP: line of each key */
     struct config_node **values; /* CONFIG_MAP values or CONFIG_LIST items */
 };
 
 struct config_error {
     char file[512];
-    unsigned line;      /* 0 when the error is not tied to a line */
+    unsigned line; /* 0 when the error is not tied to a line */
     char reason[512];
 };
 

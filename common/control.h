@@ -28,7 +28,8 @@ void control_server_close(struct control_server *server);
 /* Client side (for the ballast tool and tests): send one command line to the socket at path and
  * read the whole reply into a malloc'd string (*reply_out, caller frees). Returns 0 when the
  * daemon answered "ok", BALLAST_EINVAL when it answered "error", BALLAST_EIO when it could not
- * be reached (err_text says why, e.g. "no daemon listening on PATH"). timeout_ms bounds the wait. */
+ * be reached (err_text says why, e.g. "no daemon listening on PATH"). timeout_ms bounds the wait.
+ */
 int control_client_call(const char *path, const char *command_line, unsigned timeout_ms,
                         char **reply_out, char *err_text, size_t err_len);
 

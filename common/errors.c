@@ -4,17 +4,29 @@
 const char *ballast_strerror(int code)
 {
     switch (code) {
-    case BALLAST_OK: return "success";
-    case BALLAST_ENOMEM: return "out of memory";
-    case BALLAST_EINVAL: return "invalid value";
-    case BALLAST_EIO: return "input/output error";
-    case BALLAST_ELIMIT: return "limit exceeded";
-    case BALLAST_EPARSE: return "parse error";
-    case BALLAST_ENOTFOUND: return "not found";
-    case BALLAST_EEXIST: return "already exists";
-    case BALLAST_ESYS: return "system error";
-    case BALLAST_EFORMERR: return "malformed message";
-    case BALLAST_ESPACE: return "no space";
-    default: return "unknown error";
+    case BALLAST_OK:
+        return "success";
+    case BALLAST_ENOMEM:
+        return "out of memory";
+    case BALLAST_EINVAL:
+        return "invalid value";
+    case BALLAST_EIO:
+        return "input/output error";
+    case BALLAST_ELIMIT:
+        return "limit exceeded";
+    case BALLAST_EPARSE:
+        return "parse error";
+    case BALLAST_ENOTFOUND:
+        return "not found";
+    case BALLAST_EEXIST:
+        return "already exists";
+    case BALLAST_ESYS:
+        return "system error";
+    case BALLAST_EFORMERR:
+        return "malformed message";
+    case BALLAST_ESPACE:
+        return "no space";
+    default:
+        return "unknown error";
     }
 }

@@ -32,11 +32,11 @@ struct listener_stats {
     uint64_t udp_sent;
     uint64_t udp_send_errors;
     uint64_t tcp_accepted;
-    uint64_t tcp_refused;       /* closed at once: connection limit reached */
-    uint64_t tcp_idle_closed;   /* closed by the idle timeout */
+    uint64_t tcp_refused;     /* closed at once: connection limit reached */
+    uint64_t tcp_idle_closed; /* closed by the idle timeout */
     uint64_t tcp_received;
     uint64_t tcp_sent;
-    uint64_t tcp_bad_frames;    /* zero-length or otherwise bad length prefix */
+    uint64_t tcp_bad_frames; /* zero-length or otherwise bad length prefix */
 };
 
 struct listener;

@@ -15,8 +15,7 @@ static uint8_t wire_lower_byte(uint8_t c)
     return (c >= 'A' && c <= 'Z') ? (uint8_t)(c + ('a' - 'A')) : c;
 }
 
-int wire_name_unpack(const uint8_t *pkt, size_t pkt_len, size_t *pos, uint8_t *out,
-                     size_t *out_len)
+int wire_name_unpack(const uint8_t *pkt, size_t pkt_len, size_t *pos, uint8_t *out, size_t *out_len)
 {
     size_t at = *pos;
     size_t written = 0;

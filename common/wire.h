@@ -88,16 +88,16 @@ struct wire_query {
     uint8_t qname[WIRE_NAME_MAX];       /* as received: case preserved */
     uint8_t qname_lower[WIRE_NAME_MAX]; /* lowercased, for lookups */
     uint8_t qname_len;
-    uint8_t qname_labels;               /* not counting the root */
+    uint8_t qname_labels; /* not counting the root */
     uint16_t qtype;
     uint16_t qclass;
-    size_t question_end;                /* offset just past the question */
+    size_t question_end; /* offset just past the question */
     bool has_edns;
-    uint16_t edns_udp_size;             /* as sent by the client */
+    uint16_t edns_udp_size; /* as sent by the client */
     uint8_t edns_version;
     uint8_t edns_ext_rcode;
-    uint16_t edns_flags;                /* DO bit etc. */
-    const uint8_t *edns_options;        /* points into the packet */
+    uint16_t edns_flags;         /* DO bit etc. */
+    const uint8_t *edns_options; /* points into the packet */
     uint16_t edns_options_len;
 };
 
@@ -140,8 +140,8 @@ uint64_t wire_name_hash(const uint8_t *name, size_t len);
 #define WIRE_COMPRESS_SLOTS 64
 struct wire_writer {
     uint8_t *buf;
-    size_t len;   /* bytes written */
-    size_t limit; /* never write past this */
+    size_t len;                                /* bytes written */
+    size_t limit;                              /* never write past this */
     uint16_t slot_offset[WIRE_COMPRESS_SLOTS]; /* offsets of names (and their suffixes) written */
     unsigned slot_count;
 };

@@ -74,8 +74,8 @@ static int ballast_control(const char *socket_path, int argc, char **argv)
     }
     char *reply = NULL;
     char err[512] = "";
-    int rc = control_client_call(socket_path, line, BALLAST_CONTROL_TIMEOUT_MS, &reply, err,
-                                 sizeof err);
+    int rc =
+        control_client_call(socket_path, line, BALLAST_CONTROL_TIMEOUT_MS, &reply, err, sizeof err);
     if (rc == BALLAST_EIO) {
         fprintf(stderr, "error: %s\n", err);
         free(reply);
@@ -101,9 +101,15 @@ int main(int argc, char **argv)
     int opt;
     while ((opt = getopt_long(argc, argv, "+s:h", options, NULL)) != -1) {
         switch (opt) {
-        case 's': socket_path = optarg; break;
-        case 'h': ballast_usage(stdout); return BALLAST_EXIT_OK;
-        default: ballast_usage(stderr); return BALLAST_EXIT_UNREACHABLE;
+        case 's':
+            socket_path = optarg;
+            break;
+        case 'h':
+            ballast_usage(stdout);
+            return BALLAST_EXIT_OK;
+        default:
+            ballast_usage(stderr);
+            return BALLAST_EXIT_UNREACHABLE;
         }
     }
     if (optind >= argc) {

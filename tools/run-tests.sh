@@ -4,6 +4,15 @@
 set -eu
 cd "$(dirname "$0")/.."
 tools/install-deps.sh
+# One style everywhere (.clang-format); list the files that differ and fail.
+unformatted=""
+for f in $(find common authd resolver tools tests -name '*.[ch]'); do
+    clang-format --dry-run --Werror "$f" >/dev/null 2>&1 || unformatted="$unformatted $f"
+done
+if [ -n "$unformatted" ]; then
+    echo "not formatted with clang-format:$unformatted" >&2
+    exit 1
+fi
 for variant in release asan; do
     dir="build-test-$variant"
     opts="--werror -Dbuildtype=debugoptimized"

@@ -41,8 +41,9 @@ static void test_addr_parses_ipv6_forms(void **state)
 static void test_addr_rejects_bad_input(void **state)
 {
     struct addr a;
-    const char *bad[] = {"", "localhost", "127.0.0.1@", "127.0.0.1@70000", "127.0.0.1@-1",
-                         "127.0.0.1@53x", "1.2.3.4.5", "[::1", "[::1]:", "999.1.1.1"};
+    const char *bad[] = {
+        "",          "localhost", "127.0.0.1@", "127.0.0.1@70000", "127.0.0.1@-1", "127.0.0.1@53x",
+        "1.2.3.4.5", "[::1",      "[::1]:",     "999.1.1.1"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         if (addr_parse(bad[i], 53, &a) != BALLAST_EINVAL)
             fail_msg("'%s' was accepted", bad[i]);

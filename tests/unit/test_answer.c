@@ -119,7 +119,8 @@ static void test_answer_positive_is_authoritative(void **state)
     assert_int_equal(ldns_pkt_get_rcode(p), LDNS_RCODE_NOERROR);
     assert_true(ldns_pkt_aa(p));
     assert_int_equal(ldns_pkt_ancount(p), 1);
-    assert_string_equal(rr_text(ldns_pkt_answer(p), 0), "www.example.test.\t3600\tIN\tA\t192.0.2.10");
+    assert_string_equal(rr_text(ldns_pkt_answer(p), 0),
+                        "www.example.test.\t3600\tIN\tA\t192.0.2.10");
     ldns_pkt_free(p);
 }
 
@@ -200,7 +201,8 @@ static void test_answer_follows_cname_chain_in_zone(void **state)
     assert_int_equal(ldns_pkt_ancount(p), 3);
     assert_int_equal(rr_type(ldns_pkt_answer(p), 0), WIRE_TYPE_CNAME);
     assert_int_equal(rr_type(ldns_pkt_answer(p), 1), WIRE_TYPE_CNAME);
-    assert_string_equal(rr_text(ldns_pkt_answer(p), 2), "www.example.test.\t3600\tIN\tA\t192.0.2.10");
+    assert_string_equal(rr_text(ldns_pkt_answer(p), 2),
+                        "www.example.test.\t3600\tIN\tA\t192.0.2.10");
     ldns_pkt_free(p);
     /* a CNAME query returns the CNAME itself */
     p = ask("alias.example.test", WIRE_TYPE_CNAME);
@@ -367,27 +369,27 @@ static void test_answer_malformed_notimp_and_drop(void **state)
     struct query_options o = {.edns = false};
     size_t len = make_query(query, "www.example.test", WIRE_TYPE_A, &o);
     /* FORMERR: truncated question */
-    response_len = answer_query(test_zones, &test_limits, query, len - 2, response,
-                                sizeof response, false, &info);
+    response_len = answer_query(test_zones, &test_limits, query, len - 2, response, sizeof response,
+                                false, &info);
     assert_int_equal(response_len, 12);
     assert_int_equal(WIRE_RCODE(wire_read_u16(response + 2)), WIRE_RCODE_FORMERR);
     assert_int_equal(wire_read_u16(response), 0x1234);
     /* NOTIMP: opcode 5 (UPDATE) is not implemented */
     wire_write_u16(query + 2, 5 << 11);
-    response_len = answer_query(test_zones, &test_limits, query, len, response, sizeof response,
-                                false, &info);
+    response_len =
+        answer_query(test_zones, &test_limits, query, len, response, sizeof response, false, &info);
     assert_int_equal(WIRE_RCODE(wire_read_u16(response + 2)), WIRE_RCODE_NOTIMP);
     assert_int_equal(WIRE_OPCODE(wire_read_u16(response + 2)), 5);
     /* a response is never answered */
     wire_write_u16(query + 2, WIRE_FLAG_QR);
-    assert_int_equal(answer_query(test_zones, &test_limits, query, len, response,
-                                  sizeof response, false, &info),
-                     0);
+    assert_int_equal(
+        answer_query(test_zones, &test_limits, query, len, response, sizeof response, false, &info),
+        0);
     assert_int_equal(info.outcome, ANSWER_DROPPED);
     /* no zones at all: REFUSED */
     wire_write_u16(query + 2, 0);
-    response_len = answer_query(NULL, &test_limits, query, len, response, sizeof response,
-                                false, &info);
+    response_len =
+        answer_query(NULL, &test_limits, query, len, response, sizeof response, false, &info);
     assert_int_equal(WIRE_RCODE(wire_read_u16(response + 2)), WIRE_RCODE_REFUSED);
 }
 
@@ -411,7 +413,7 @@ static void test_answer_survives_mutated_packets(void **state)
         if (round % 3 == 0)
             len = (seed >> 8) % (len + 1); /* truncate */
         else if (round % 7 == 0)
-            len += (seed >> 8) % 40;        /* trailing garbage (uninitialised is fine: bytes) */
+            len += (seed >> 8) % 40; /* trailing garbage (uninitialised is fine: bytes) */
         size_t n = answer_query(test_zones, &test_limits, query, len, response, sizeof response,
                                 round % 2 == 0, &info);
         if (n == 0)

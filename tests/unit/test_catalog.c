@@ -73,8 +73,8 @@ static void test_catalog_failed_zone_keeps_last_good_version(void **state)
     assert_string_equal(report.failures[0].zone, "a.test");
     assert_int_equal(report.failures[0].error.line, 4);
     char text[1200];
-    assert_non_null(strstr(catalog_failure_text(&report.failures[0], text, sizeof text),
-                           "a.zone:4: "));
+    assert_non_null(
+        strstr(catalog_failure_text(&report.failures[0], text, sizeof text), "a.zone:4: "));
     assert_ptr_equal(find(second, "a.test"), find(first, "a.test"));
     assert_int_equal(find(second, "a.test")->serial, 1);
     catalog_report_free(&report);

@@ -13,8 +13,8 @@
 /* A query for www.Example.test/A with the given counts, optionally with an OPT record. */
 static size_t build_query(uint8_t *buf, uint16_t flags, bool with_opt, uint8_t edns_version)
 {
-    static const uint8_t question[] = {3, 'w', 'w', 'w', 7, 'E', 'x', 'a', 'm', 'p', 'l', 'e',
-                                       4, 't', 'e', 's', 't', 0, 0, 1, 0, 1};
+    static const uint8_t question[] = {3,   'w', 'w', 'w', 7,   'E', 'x', 'a', 'm', 'p', 'l',
+                                       'e', 4,   't', 'e', 's', 't', 0,   0,   1,   0,   1};
     memset(buf, 0, 12);
     wire_write_u16(buf, 0xBEEF);
     wire_write_u16(buf + 2, flags);
