@@ -26,6 +26,10 @@ const char *ballast_strerror(int code)
         return "malformed message";
     case BALLAST_ESPACE:
         return "no space";
+    case BALLAST_ETIMEOUT:
+        return "timed out";
+    case BALLAST_ECANCELED:
+        return "canceled";
     default:
         return "unknown error";
     }

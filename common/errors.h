@@ -4,16 +4,18 @@
 
 enum ballast_error {
     BALLAST_OK = 0,
-    BALLAST_ENOMEM = -1,    /* allocation failed */
-    BALLAST_EINVAL = -2,    /* invalid argument or value */
-    BALLAST_EIO = -3,       /* read/write/open failed */
-    BALLAST_ELIMIT = -4,    /* a configured limit was crossed */
-    BALLAST_EPARSE = -5,    /* syntax error in an input */
-    BALLAST_ENOTFOUND = -6, /* no such item */
-    BALLAST_EEXIST = -7,    /* item already present */
-    BALLAST_ESYS = -8,      /* system call failed (see errno) */
-    BALLAST_EFORMERR = -9,  /* malformed DNS message */
-    BALLAST_ESPACE = -10,   /* output buffer too small */
+    BALLAST_ENOMEM = -1,     /* allocation failed */
+    BALLAST_EINVAL = -2,     /* invalid argument or value */
+    BALLAST_EIO = -3,        /* read/write/open failed */
+    BALLAST_ELIMIT = -4,     /* a configured limit was crossed */
+    BALLAST_EPARSE = -5,     /* syntax error in an input */
+    BALLAST_ENOTFOUND = -6,  /* no such item */
+    BALLAST_EEXIST = -7,     /* item already present */
+    BALLAST_ESYS = -8,       /* system call failed (see errno) */
+    BALLAST_EFORMERR = -9,   /* malformed DNS message */
+    BALLAST_ESPACE = -10,    /* output buffer too small */
+    BALLAST_ETIMEOUT = -11,  /* no answer in time */
+    BALLAST_ECANCELED = -12, /* canceled (e.g. shutdown) */
 };
 
 /* Static English text for an error code. */
