@@ -41,6 +41,7 @@ struct listener_udp {
 
 struct tcp_conn {
     uv_tcp_t handle;
+    uint32_t deferred; /* queries handed out as listener_reply and not yet answered */
     uv_timer_t idle;
     struct listener *listener;
     struct tcp_conn *prev, *next; /* in listener->conns while counted against tcp_clients */
@@ -65,6 +66,8 @@ struct listener {
     uv_loop_t *loop;
     struct listener_options options;
     listener_query_fn on_query;
+    listener_deferred_fn on_deferred; /* set instead of on_query by listener_open_deferred() */
+    uint32_t deferred;                /* outstanding listener_reply tokens */
     void *ctx;
     struct listener_stats stats;
     uint16_t port;
@@ -87,6 +90,23 @@ struct listener {
     bool closing;
 };
 
+/* A query answered later (listener_open_deferred): where the answer must go. */
+struct listener_reply {
+    struct listener *listener;
+    struct tcp_conn *conn; /* NULL for UDP */
+    struct sockaddr_storage peer;
+    socklen_t peer_len;
+    union listener_cmsg control;
+    size_t control_len;
+};
+
+static void listener_free(struct listener *listener)
+{
+    free(listener->udp);
+    free(listener->resp);
+    free(listener);
+}
+
 /* Counters are written only on the loop thread; relaxed stores let other threads read them. */
 static void listener_count(uint64_t *counter, uint64_t n)
 {
@@ -106,14 +126,16 @@ static void listener_set_error(char *err_text, size_t err_len, const char *fmt, 
     va_end(ap);
 }
 
+static void listener_maybe_free(struct listener *listener)
+{
+    if (listener->closing && listener->handles_open == 0 && listener->deferred == 0)
+        listener_free(listener);
+}
+
 static void listener_handle_released(struct listener *listener)
 {
     listener->handles_open--;
-    if (listener->closing && listener->handles_open == 0) {
-        free(listener->udp);
-        free(listener->resp);
-        free(listener);
-    }
+    listener_maybe_free(listener);
 }
 
 /* ---- sockets ---- */
@@ -285,6 +307,25 @@ static void listener_udp_flush(struct listener *listener, unsigned count)
     }
 }
 
+static void listener_udp_defer(struct listener *listener, int i)
+{
+    struct listener_udp *udp = listener->udp;
+    struct msghdr *in = &udp->recv_msgs[i].msg_hdr;
+    struct listener_reply *reply = calloc(1, sizeof(*reply));
+    if (reply == NULL)
+        return;
+    reply->listener = listener;
+    memcpy(&reply->peer, &udp->peers[i], in->msg_namelen);
+    reply->peer_len = in->msg_namelen;
+    if (in->msg_control != NULL && in->msg_controllen <= sizeof(reply->control)) {
+        memcpy(&reply->control, in->msg_control, in->msg_controllen);
+        reply->control_len = in->msg_controllen;
+    }
+    listener->deferred++;
+    listener->on_deferred(listener->ctx, udp->recv_buf[i], udp->recv_msgs[i].msg_len,
+                          (const struct sockaddr *)&reply->peer, false, reply);
+}
+
 /* Answer datagram i of the receive batch; returns true when it queued a reply in send slot. */
 static bool listener_udp_answer(struct listener *listener, int i, unsigned slot)
 {
@@ -295,6 +336,10 @@ static bool listener_udp_answer(struct listener *listener, int i, unsigned slot)
     /* A query larger than our slot was cut short by the kernel; nothing sane can answer it. */
     if ((in->msg_flags & MSG_TRUNC) != 0 || query_len == 0)
         return false;
+    if (listener->on_deferred) {
+        listener_udp_defer(listener, i);
+        return false;
+    }
     size_t resp_len =
         listener->on_query(listener->ctx, udp->recv_buf[i], query_len, listener->resp,
                            LIMIT_DNS_MESSAGE_MAX, (const struct sockaddr *)&udp->peers[i], false);
@@ -395,6 +440,8 @@ static void tcp_conn_on_handle_closed(uv_handle_t *handle)
     if (--conn->handles_open > 0)
         return;
     struct listener *listener = conn->listener;
+    if (conn->deferred > 0)
+        return; /* freed by the last listener_reply_send/drop */
     free(conn->rbuf);
     free(conn);
     listener_handle_released(listener);
@@ -436,7 +483,12 @@ static void tcp_conn_touch(struct tcp_conn *conn)
 
 static bool tcp_conn_pipeline_full(const struct tcp_conn *conn)
 {
-    return conn->writes_pending >= conn->listener->options.tcp_pipeline;
+    return conn->writes_pending + conn->deferred >= conn->listener->options.tcp_pipeline;
+}
+
+static bool tcp_conn_idle(const struct tcp_conn *conn)
+{
+    return conn->writes_pending == 0 && conn->deferred == 0;
 }
 
 static void tcp_conn_on_written(uv_write_t *req, int status)
@@ -455,7 +507,7 @@ static void tcp_conn_on_written(uv_write_t *req, int status)
     listener_count(&listener->stats.tcp_sent, 1);
     tcp_conn_touch(conn);
     if (conn->eof) {
-        if (conn->writes_pending == 0)
+        if (tcp_conn_idle(conn))
             tcp_conn_close(conn);
         return;
     }
@@ -488,6 +540,19 @@ static int tcp_conn_answer(struct tcp_conn *conn, const uint8_t *query, size_t l
     struct listener *listener = conn->listener;
     listener_count(&listener->stats.tcp_received, 1);
     tcp_conn_touch(conn);
+    if (listener->on_deferred) {
+        struct listener_reply *reply = calloc(1, sizeof(*reply));
+        if (reply == NULL)
+            return BALLAST_ENOMEM;
+        reply->listener = listener;
+        reply->conn = conn;
+        memcpy(&reply->peer, &conn->peer, sizeof(conn->peer));
+        conn->deferred++;
+        listener->deferred++;
+        listener->on_deferred(listener->ctx, query, len, (const struct sockaddr *)&reply->peer,
+                              true, reply);
+        return 0;
+    }
     size_t resp_len =
         listener->on_query(listener->ctx, query, len, listener->resp, LIMIT_DNS_MESSAGE_MAX,
                            (const struct sockaddr *)&conn->peer, true);
@@ -562,7 +627,7 @@ static void tcp_conn_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t 
         /* The client may half-close after its last query; answer what is pending first. */
         conn->eof = true;
         tcp_conn_read_stop(conn);
-        if (conn->writes_pending == 0)
+        if (tcp_conn_idle(conn))
             tcp_conn_close(conn);
         return;
     }
@@ -685,9 +750,10 @@ static void listener_apply_defaults(struct listener_options *options)
         options->tcp_pipeline = LIMIT_DEFAULT_TCP_PIPELINE;
 }
 
-int listener_open(uv_loop_t *loop, const struct addr *addr, const struct listener_options *options,
-                  listener_query_fn on_query, void *ctx, struct listener **out, char *err_text,
-                  size_t err_len)
+static int listener_open_common(uv_loop_t *loop, const struct addr *addr,
+                                const struct listener_options *options, listener_query_fn on_query,
+                                listener_deferred_fn on_deferred, void *ctx, struct listener **out,
+                                char *err_text, size_t err_len)
 {
     *out = NULL;
     if (addr->ss.ss_family != AF_INET && addr->ss.ss_family != AF_INET6) {
@@ -705,6 +771,7 @@ int listener_open(uv_loop_t *loop, const struct addr *addr, const struct listene
     listener->options = *options;
     listener_apply_defaults(&listener->options);
     listener->on_query = on_query;
+    listener->on_deferred = on_deferred;
     listener->ctx = ctx;
     listener->family = addr->ss.ss_family;
     listener->udp_fd = -1;
@@ -748,6 +815,13 @@ out_of_memory:
     return BALLAST_ENOMEM;
 }
 
+int listener_open(uv_loop_t *loop, const struct addr *addr, const struct listener_options *options,
+                  listener_query_fn on_query, void *ctx, struct listener **out, char *err_text,
+                  size_t err_len)
+{
+    return listener_open_common(loop, addr, options, on_query, NULL, ctx, out, err_text, err_len);
+}
+
 void listener_close(struct listener *listener)
 {
     if (listener == NULL || listener->closing)
@@ -768,11 +842,77 @@ void listener_close(struct listener *listener)
     }
     while (listener->conns != NULL)
         tcp_conn_close(listener->conns);
-    if (listener->handles_open == 0) {
-        free(listener->udp);
-        free(listener->resp);
-        free(listener);
+    listener_maybe_free(listener);
+}
+
+int listener_open_deferred(uv_loop_t *loop, const struct addr *addr,
+                           const struct listener_options *options, listener_deferred_fn on_query,
+                           void *ctx, struct listener **out, char *err_text, size_t err_len)
+{
+    int rc = listener_open_common(loop, addr, options, NULL, on_query, ctx, out, err_text, err_len);
+    return rc;
+}
+
+/* Release a token; frees the connection or listener if they closed while it was out. */
+static void listener_reply_release(struct listener_reply *reply)
+{
+    struct listener *listener = reply->listener;
+    struct tcp_conn *conn = reply->conn;
+    free(reply);
+    if (conn != NULL) {
+        conn->deferred--;
+        if (conn->closing && conn->deferred == 0 && conn->handles_open == 0) {
+            free(conn->rbuf);
+            free(conn);
+            listener->handles_open--;
+        } else if (!conn->closing) {
+            if (conn->eof && tcp_conn_idle(conn))
+                tcp_conn_close(conn);
+            else if (!conn->reading && !conn->eof && !tcp_conn_pipeline_full(conn))
+                tcp_conn_read_start(conn);
+        }
     }
+    listener->deferred--;
+    listener_maybe_free(listener);
+}
+
+void listener_reply_send(struct listener_reply *reply, const uint8_t *resp, size_t len)
+{
+    struct listener *listener = reply->listener;
+    if (len > LIMIT_DNS_MESSAGE_MAX)
+        len = LIMIT_DNS_MESSAGE_MAX;
+    if (reply->conn != NULL) {
+        struct tcp_conn *conn = reply->conn;
+        if (!conn->closing && tcp_conn_send(conn, resp, len) != 0)
+            tcp_conn_close(conn);
+    } else if (!listener->closing && listener->udp_fd >= 0) {
+        struct iovec iov = {.iov_base = (void *)resp, .iov_len = len};
+        struct msghdr msg = {
+            .msg_name = &reply->peer,
+            .msg_namelen = reply->peer_len,
+            .msg_iov = &iov,
+            .msg_iovlen = 1,
+            .msg_control = reply->control_len ? reply->control.bytes : NULL,
+            .msg_controllen = reply->control_len,
+        };
+        listener_udp_prepare_reply_control(&msg);
+        ssize_t sent;
+        do {
+            sent = sendmsg(listener->udp_fd, &msg, 0);
+        } while (sent < 0 && errno == EINTR);
+        listener_count(sent < 0 ? &listener->stats.udp_send_errors : &listener->stats.udp_sent, 1);
+    }
+    listener_reply_release(reply);
+}
+
+void listener_reply_drop(struct listener_reply *reply)
+{
+    listener_reply_release(reply);
+}
+
+bool listener_reply_is_tcp(const struct listener_reply *reply)
+{
+    return reply->conn != NULL;
 }
 
 const struct listener_stats *listener_get_stats(const struct listener *listener)

@@ -52,6 +52,24 @@ int listener_open(uv_loop_t *loop, const struct addr *addr, const struct listene
  * Call on the loop thread; the loop must run afterwards for the close callbacks. */
 void listener_close(struct listener *listener);
 
+/* Deferred answers, for servers that answer later (the resolver). The callback receives a reply
+ * token it owns until it calls listener_reply_send() or listener_reply_drop(), on the loop
+ * thread, exactly once. peer points into the token. If the client's TCP connection or the
+ * listener closed meanwhile, the answer is dropped; the token keeps the memory valid. */
+struct listener_reply;
+typedef void (*listener_deferred_fn)(void *ctx, const uint8_t *query, size_t query_len,
+                                     const struct sockaddr *peer, bool over_tcp,
+                                     struct listener_reply *reply);
+
+int listener_open_deferred(uv_loop_t *loop, const struct addr *addr,
+                           const struct listener_options *options, listener_deferred_fn on_query,
+                           void *ctx, struct listener **out, char *err_text, size_t err_len);
+/* Send resp (copied; over TCP with its length prefix) and release the token. */
+void listener_reply_send(struct listener_reply *reply, const uint8_t *resp, size_t len);
+/* Release the token without answering. */
+void listener_reply_drop(struct listener_reply *reply);
+bool listener_reply_is_tcp(const struct listener_reply *reply);
+
 const struct listener_stats *listener_get_stats(const struct listener *listener);
 
 /* The bound port (useful when opened with port 0 in tests). */

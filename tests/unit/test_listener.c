@@ -85,6 +85,7 @@ struct harness {
     void (*client)(struct harness *, void *);
     void *client_arg;
     bool timed_out;
+    uv_handle_t *extra; /* another handle of the test's, closed with the harness */
 };
 
 static void harness_shutdown(struct harness *h)
@@ -98,6 +99,8 @@ static void harness_shutdown(struct harness *h)
     }
     uv_close((uv_handle_t *)&h->done, NULL);
     uv_close((uv_handle_t *)&h->guard, NULL);
+    if (h->extra != NULL && !uv_is_closing(h->extra))
+        uv_close(h->extra, NULL);
 }
 
 static void harness_on_done(uv_async_t *async)
@@ -942,9 +945,142 @@ static void test_listener_wildcard_udp_replies_from_query_destination(void **sta
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* ---- deferred answers (the resolver's mode) ---- */
+
+#define DEFERRED_MAX 8
+
+struct deferred_ctx {
+    uv_timer_t timer;
+    struct listener_reply *replies[DEFERRED_MAX];
+    uint8_t queries[DEFERRED_MAX][64];
+    size_t lens[DEFERRED_MAX];
+    int count;
+    int answered;
+    bool drop_first;
+    bool tcp_seen;
+};
+
+/* Answer everything held, newest first, so TCP answers go out of order (RFC 7766 §7). */
+static void deferred_on_timer(uv_timer_t *timer)
+{
+    struct deferred_ctx *d = timer->data;
+    for (int i = d->count - 1; i >= 0; i--) {
+        if (d->replies[i] == NULL)
+            continue;
+        if (d->drop_first && i == 0) {
+            listener_reply_drop(d->replies[i]);
+        } else {
+            d->queries[i][2] |= 0x80;
+            listener_reply_send(d->replies[i], d->queries[i], d->lens[i]);
+            d->answered++;
+        }
+        d->replies[i] = NULL;
+    }
+    d->count = 0;
+}
+
+static void deferred_query(void *ctx, const uint8_t *query, size_t len, const struct sockaddr *peer,
+                           bool over_tcp, struct listener_reply *reply)
+{
+    struct deferred_ctx *d = ctx;
+    if (d->count >= DEFERRED_MAX || len > sizeof d->queries[0]) {
+        listener_reply_drop(reply);
+        return;
+    }
+    d->tcp_seen |= listener_reply_is_tcp(reply);
+    memcpy(d->queries[d->count], query, len);
+    d->lens[d->count] = len;
+    d->replies[d->count++] = reply;
+    uv_timer_start(&d->timer, deferred_on_timer, 20, 0);
+}
+
+static void harness_open_deferred(struct harness *h, struct deferred_ctx *d)
+{
+    char err[256] = "";
+    struct listener_options options = default_options();
+    struct addr addr = loopback_addr(h->family, 0);
+    uv_timer_init(&h->loop, &d->timer);
+    d->timer.data = d;
+    h->extra = (uv_handle_t *)&d->timer;
+    assert_int_equal(listener_open_deferred(&h->loop, &addr, &options, deferred_query, d,
+                                            &h->listeners[0], err, sizeof(err)),
+                     0);
+    h->port = listener_port(h->listeners[0]);
+}
+
+static void test_listener_deferred_udp_answer_is_sent_later(void **state)
+{
+    struct harness h;
+    struct deferred_ctx d = {0};
+    harness_init(&h);
+    harness_open_deferred(&h, &d);
+    struct udp_result *r = calloc(1, sizeof(*r));
+    harness_run(&h, client_udp_one_query, r);
+    assert_int_equal(r->got, 40);
+    assert_int_equal(msg_id(r->answer), 0x1234);
+    assert_true(r->answer[2] & 0x80);
+    assert_int_equal(d.answered, 1);
+    assert_int_equal(h.stats[0].udp_sent, 1);
+    free(r);
+}
+
+static void test_listener_deferred_tcp_answers_out_of_order(void **state)
+{
+    struct harness h;
+    struct deferred_ctx d = {0};
+    harness_init(&h);
+    harness_open_deferred(&h, &d);
+    struct tcp_result r = {.count = 3};
+    harness_run(&h, client_tcp_pipelined, &r);
+    assert_true(d.tcp_seen);
+    assert_int_equal(d.answered, 3);
+    /* all three answered, newest first */
+    assert_int_equal(r.ids[0], 102);
+    assert_int_equal(r.ids[1], 101);
+    assert_int_equal(r.ids[2], 100);
+}
+
+/* The listener closes while replies are still held: they must stay valid and release cleanly
+ * (ASan checks for use-after-free and leaks). */
+static void test_listener_deferred_reply_outlives_listener(void **state)
+{
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct deferred_ctx d = {0};
+    char err[256] = "";
+    struct listener_options options = default_options();
+    struct addr addr = loopback_addr(AF_INET, 0);
+    struct listener *listener = NULL;
+    assert_int_equal(listener_open_deferred(&loop, &addr, &options, deferred_query, &d, &listener,
+                                            err, sizeof(err)),
+                     0);
+    uv_timer_init(&loop, &d.timer);
+    d.timer.data = &d;
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(listener_port(listener))};
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    uint8_t query[40];
+    make_query(query, sizeof(query), 7);
+    assert_int_equal(sendto(fd, query, sizeof(query), 0, (struct sockaddr *)&to, sizeof(to)), 40);
+    for (int i = 0; i < 100 && d.count == 0; i++)
+        uv_run(&loop, UV_RUN_NOWAIT), usleep(1000);
+    assert_int_equal(d.count, 1);
+    uv_timer_stop(&d.timer);
+    listener_close(listener);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    listener_reply_send(d.replies[0], d.queries[0], d.lens[0]); /* dropped, then freed */
+    uv_close((uv_handle_t *)&d.timer, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    close(fd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_listener_deferred_udp_answer_is_sent_later),
+        cmocka_unit_test(test_listener_deferred_tcp_answers_out_of_order),
+        cmocka_unit_test(test_listener_deferred_reply_outlives_listener),
         cmocka_unit_test(test_listener_udp_answers_query),
         cmocka_unit_test(test_listener_udp_sends_nothing_when_handler_returns_zero),
         cmocka_unit_test(test_listener_udp_sends_large_answer),
