@@ -18,6 +18,7 @@
 #include "listener.h"
 #include "log.h"
 #include "wire.h"
+#include "workers.h"
 
 #define SERVER_VERSION "0.1.0"
 #define SERVER_STOP_DELAY_MS 20 /* lets the control reply go out before shutdown starts */
@@ -53,12 +54,6 @@ static const char *const server_counter_names[COUNTER_COUNT] = {
 
 struct worker {
     struct server *server;
-    unsigned index;
-    uv_thread_t thread;
-    bool thread_started;
-    uv_loop_t loop;
-    bool loop_ready;
-    uv_async_t stop_async;
     struct listener *listeners[AUTHD_MAX_LISTEN];
     size_t listener_count;
     uint64_t counters[COUNTER_COUNT];
@@ -67,8 +62,9 @@ struct worker {
 struct server {
     struct authd_config cfg;
     struct server_snapshot *snapshot; /* RCU-protected */
-    struct worker *workers;
+    struct worker *workers;           /* one per thread of `threads` */
     unsigned worker_count;
+    struct workers *threads;
     uv_loop_t loop;
     uv_signal_t sighup, sigterm, sigint;
     uv_timer_t stop_timer;
@@ -141,35 +137,29 @@ static size_t worker_on_query(void *ctx, const uint8_t *query, size_t query_len,
 
 /* --- workers ------------------------------------------------------------------------------ */
 
-static void worker_thread_main(void *arg)
+static void worker_thread_enter(void *ctx, unsigned index)
 {
-    struct worker *worker = arg;
     urcu_memb_register_thread();
-    uv_run(&worker->loop, UV_RUN_DEFAULT);
+}
+
+static void worker_thread_exit(void *ctx, unsigned index)
+{
     urcu_memb_unregister_thread();
 }
 
-static void worker_on_stop(uv_async_t *async)
+static void worker_close(void *ctx, unsigned index)
 {
-    struct worker *worker = async->data;
+    struct worker *worker = &((struct server *)ctx)->workers[index];
     for (size_t i = 0; i < worker->listener_count; i++)
         listener_close(worker->listeners[i]);
     worker->listener_count = 0;
-    uv_close((uv_handle_t *)&worker->stop_async, NULL);
 }
 
-static int worker_open(struct server *server, struct worker *worker, unsigned index, char *err_text,
-                       size_t err_len)
+static int worker_open(void *ctx, unsigned index, uv_loop_t *loop, char *err_text, size_t err_len)
 {
+    struct server *server = ctx;
+    struct worker *worker = &server->workers[index];
     worker->server = server;
-    worker->index = index;
-    if (uv_loop_init(&worker->loop) != 0) {
-        snprintf(err_text, err_len, "cannot create event loop for worker %u", index);
-        return BALLAST_ESYS;
-    }
-    worker->loop_ready = true;
-    uv_async_init(&worker->loop, &worker->stop_async, worker_on_stop);
-    worker->stop_async.data = worker;
     struct listener_options options = {
         .tcp_clients = server->cfg.limits.tcp_clients,
         .tcp_idle_timeout_ms = server->cfg.limits.tcp_idle_timeout_ms,
@@ -178,8 +168,8 @@ static int worker_open(struct server *server, struct worker *worker, unsigned in
         .tcp = true,
     };
     for (size_t i = 0; i < server->cfg.listen_count; i++) {
-        int rc = listener_open(&worker->loop, &server->cfg.listen[i], &options, worker_on_query,
-                               worker, &worker->listeners[i], err_text, err_len);
+        int rc = listener_open(loop, &server->cfg.listen[i], &options, worker_on_query, worker,
+                               &worker->listeners[i], err_text, err_len);
         if (rc != 0)
             return rc;
         worker->listener_count++;
@@ -187,34 +177,12 @@ static int worker_open(struct server *server, struct worker *worker, unsigned in
     return BALLAST_OK;
 }
 
-/* Close what worker_open() opened when the worker thread never ran. */
-static void worker_discard(struct worker *worker)
-{
-    if (!worker->loop_ready)
-        return;
-    worker_on_stop(&worker->stop_async);
-    uv_run(&worker->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&worker->loop);
-    worker->loop_ready = false;
-}
-
-static void server_stop_workers(struct server *server)
-{
-    for (unsigned i = 0; i < server->worker_count; i++)
-        if (server->workers[i].thread_started)
-            uv_async_send(&server->workers[i].stop_async);
-    for (unsigned i = 0; i < server->worker_count; i++) {
-        struct worker *worker = &server->workers[i];
-        if (worker->thread_started) {
-            uv_thread_join(&worker->thread);
-            worker->thread_started = false;
-            uv_loop_close(&worker->loop);
-            worker->loop_ready = false;
-        } else {
-            worker_discard(worker);
-        }
-    }
-}
+static const struct workers_callbacks server_worker_callbacks = {
+    .open = worker_open,
+    .close = worker_close,
+    .thread_enter = worker_thread_enter,
+    .thread_exit = worker_thread_exit,
+};
 
 /* --- counters and control ----------------------------------------------------------------- */
 
@@ -535,22 +503,13 @@ int server_start(struct authd_config *cfg, struct zone_set *zones, struct server
     }
     urcu_memb_register_thread();
     int rc = BALLAST_OK;
-    for (unsigned i = 0; i < server->worker_count && rc == 0; i++)
-        rc = worker_open(server, &server->workers[i], i, err_text, err_len);
-    if (rc == 0 && server->cfg.control_path)
+    if (server->cfg.control_path)
         rc = control_server_open(&server->loop, server->cfg.control_path, server_on_command, server,
                                  &server->control, err_text, err_len);
-    for (unsigned i = 0; i < server->worker_count && rc == 0; i++) {
-        struct worker *worker = &server->workers[i];
-        if (uv_thread_create(&worker->thread, worker_thread_main, worker) != 0) {
-            snprintf(err_text, err_len, "cannot start worker thread %u", i);
-            rc = BALLAST_ESYS;
-        } else {
-            worker->thread_started = true;
-        }
-    }
+    if (rc == 0)
+        rc = workers_start(server->worker_count, &server_worker_callbacks, server, &server->threads,
+                           err_text, err_len);
     if (rc != 0) {
-        server_stop_workers(server);
         if (server->control)
             control_server_close(server->control);
         uv_walk(&server->loop, server_close_walk, NULL);
@@ -579,7 +538,8 @@ int server_run(struct server *server)
 
     uv_run(&server->loop, UV_RUN_DEFAULT);
 
-    server_stop_workers(server);
+    workers_stop(server->threads);
+    server->threads = NULL;
     if (server->control) {
         control_server_close(server->control);
         server->control = NULL;
