@@ -392,22 +392,6 @@ static void answer_finish_header(struct answer_builder *b)
     wire_write_u16(h + 10, b->counts[SECTION_ADDITIONAL]);
 }
 
-/* A response with only a header (and the question when it was readable), e.g. FORMERR. */
-static size_t answer_error(const uint8_t *query, const struct wire_query *q, uint16_t rcode,
-                           uint8_t *resp, size_t resp_cap)
-{
-    size_t question_len = q->question_end > WIRE_HEADER_LEN ? q->question_end - WIRE_HEADER_LEN : 0;
-    if (WIRE_HEADER_LEN + question_len > resp_cap)
-        return 0;
-    uint16_t flags = WIRE_FLAG_QR | (q->flags & (0x7800u | WIRE_FLAG_RD | WIRE_FLAG_CD)) | rcode;
-    wire_write_u16(resp, q->id);
-    wire_write_u16(resp + 2, flags);
-    wire_write_u16(resp + 4, question_len ? 1 : 0);
-    memset(resp + 6, 0, 6);
-    memcpy(resp + WIRE_HEADER_LEN, query + WIRE_HEADER_LEN, question_len);
-    return WIRE_HEADER_LEN + question_len;
-}
-
 /* Which zone answers: the most specific, except that DS at a zone apex is the parent's data
  * when we serve the parent too (RFC 4035 §3.1.4.1). */
 static const struct zone *answer_find_zone(const struct zone_set *zones, const struct wire_query *q)
@@ -447,11 +431,11 @@ size_t answer_query(const struct zone_set *zones, const struct limits *limits, c
         info->rcode = WIRE_RCODE_NOTIMP;
         if (rc != 0)
             q.question_end = 0;
-        return answer_error(query, &q, WIRE_RCODE_NOTIMP, resp, resp_cap);
+        return wire_write_error(query, &q, WIRE_RCODE_NOTIMP, 0, resp, resp_cap);
     }
     if (rc != 0) {
         info->rcode = WIRE_RCODE_FORMERR;
-        return answer_error(query, &q, WIRE_RCODE_FORMERR, resp, resp_cap);
+        return wire_write_error(query, &q, WIRE_RCODE_FORMERR, 0, resp, resp_cap);
     }
 
     size_t limit = over_tcp ? LIMIT_DNS_MESSAGE_MAX : answer_udp_limit(&q, limits);

@@ -174,6 +174,22 @@ int wire_parse_query(const uint8_t *pkt, size_t len, struct wire_query *q)
     return BALLAST_OK;
 }
 
+size_t wire_write_error(const uint8_t *query, const struct wire_query *q, uint16_t rcode,
+                        uint16_t extra_flags, uint8_t *resp, size_t resp_cap)
+{
+    size_t question_len = q->question_end > WIRE_HEADER_LEN ? q->question_end - WIRE_HEADER_LEN : 0;
+    if (WIRE_HEADER_LEN + question_len > resp_cap)
+        return 0;
+    uint16_t flags = WIRE_FLAG_QR | (q->flags & (0x7800u | WIRE_FLAG_RD | WIRE_FLAG_CD)) |
+                     extra_flags | (rcode & 0xF);
+    wire_write_u16(resp, q->id);
+    wire_write_u16(resp + 2, flags);
+    wire_write_u16(resp + 4, question_len ? 1 : 0);
+    memset(resp + 6, 0, 6);
+    memcpy(resp + WIRE_HEADER_LEN, query + WIRE_HEADER_LEN, question_len);
+    return WIRE_HEADER_LEN + question_len;
+}
+
 size_t wire_name_length(const uint8_t *name, size_t max)
 {
     size_t at = 0;

@@ -109,6 +109,12 @@ struct wire_query {
  * record of every section within the packet (compression pointers must point backwards). */
 int wire_parse_query(const uint8_t *pkt, size_t len, struct wire_query *q);
 
+/* A response with only a header (and the question when it was readable: q->question_end > 12),
+ * e.g. FORMERR, NOTIMP, REFUSED. Opcode, RD and CD are copied; extra_flags (e.g. RA) are set.
+ * Returns the length, or 0 when resp_cap is too small. */
+size_t wire_write_error(const uint8_t *query, const struct wire_query *q, uint16_t rcode,
+                        uint16_t extra_flags, uint8_t *resp, size_t resp_cap);
+
 /* Read a possibly compressed name at *pos into out (uncompressed), advance *pos past it in the
  * packet. Pointers must point strictly backwards; at most 128 pointer hops. Returns 0, or
  * BALLAST_EFORMERR. out_len gets the wire length; out may be NULL to only skip and check. */
