@@ -1,0 +1,538 @@
+/* ballast-resolver entry point: command line and config, the shared cache and infra cache, the
+ * worker threads with their frontends, and the main loop (signals, control socket, staged
+ * reload of ACL, forward/stub zones and limits). */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <urcu/pointer.h>
+#include <urcu/urcu-memb.h>
+
+#include "control.h"
+#include "errors.h"
+#include "frontend.h"
+#include "log.h"
+#include "resolver_config.h"
+#include "wire.h"
+#include "workers.h"
+
+#define RESOLVER_VERSION "0.1.0"
+#define RESOLVER_EXIT_FAILURE 1
+#define RESOLVER_EXIT_USAGE 2
+#define RESOLVER_STOP_DELAY_MS 20
+
+struct resolver {
+    char *config_file;                  /* NULL when run from flags only */
+    struct frontend_snapshot *snapshot; /* RCU-published; workers take references */
+    struct cache *cache;
+    struct infra *infra;
+    struct frontend_shared shared;
+    struct frontend **frontends;
+    unsigned worker_count;
+    struct workers *threads;
+    uv_loop_t loop;
+    uv_signal_t sighup, sigterm, sigint;
+    uv_timer_t stop_timer;
+    struct control_server *control;
+    time_t started;
+    uint64_t reloads_ok, reloads_failed;
+};
+
+/* --- command line ------------------------------------------------------------------------- */
+
+enum resolver_option {
+    OPT_CHECK = 256,
+    OPT_LISTEN,
+    OPT_ROOT_HINTS,
+    OPT_FORWARD,
+    OPT_STUB,
+    OPT_ALLOW_PRIVATE,
+    OPT_UPSTREAM_PORT,
+    OPT_WORKERS,
+    OPT_CONTROL,
+    OPT_LOG_LEVEL,
+    OPT_PID_FILE,
+    OPT_NO_QMIN,
+};
+
+static void resolver_usage(FILE *out)
+{
+    fputs("usage: ballast-resolver -c FILE [--check]\n"
+          "       ballast-resolver --listen ADDR[@PORT] [options]\n"
+          "\n"
+          "  -c, --config FILE            YAML configuration (docs/resolver-configuration.md)\n"
+          "      --check                  validate the configuration and root hints, then exit\n"
+          "      --listen ADDR[@PORT]     listen on ADDR (port 53 if omitted); repeatable\n"
+          "      --root-hints FILE        root hints (default zones/root.hints)\n"
+          "      --forward ZONE=ADDR[@PORT],...  forward ZONE (\".\" for all) to resolvers\n"
+          "      --stub ZONE=ADDR[@PORT],...     send ZONE to these authoritative servers\n"
+          "      --allow-private-upstreams query loopback and private addresses (tests)\n"
+          "      --upstream-port N        port of servers found from hints and referrals\n"
+          "      --no-qname-minimisation  send full names upstream (RFC 9156 off)\n"
+          "      --workers N              worker threads (0 = one per CPU)\n"
+          "      --control PATH           Unix control socket (`ballast -s PATH ...`)\n"
+          "      --log-level LEVEL        error, warn, info or debug\n"
+          "      --pid-file PATH          write the process id to PATH\n"
+          "  -V, --version                print the version\n"
+          "  -h, --help                   this help\n",
+          out);
+}
+
+/* Apply one flag to cfg; returns 0 or fills err. */
+static int resolver_apply_flag(struct resolver_config *cfg, int opt, const char *arg,
+                               struct config_error *err)
+{
+    switch (opt) {
+    case OPT_LISTEN:
+        return resolver_config_add_listen(cfg, arg, err);
+    case OPT_ROOT_HINTS:
+        return resolver_config_set_root_hints(cfg, arg, err);
+    case OPT_FORWARD:
+        return resolver_config_add_forward_arg(cfg, arg, err);
+    case OPT_STUB:
+        return resolver_config_add_stub_arg(cfg, arg, err);
+    case OPT_ALLOW_PRIVATE:
+        cfg->resolution.allow_private_upstreams = true;
+        return 0;
+    case OPT_NO_QMIN:
+        cfg->resolution.qname_minimisation = false;
+        return 0;
+    case OPT_UPSTREAM_PORT:
+        return resolver_config_set_upstream_port(cfg, arg, err);
+    case OPT_WORKERS:
+        return resolver_config_set_workers(cfg, arg, err);
+    case OPT_CONTROL:
+        return resolver_config_set_control(cfg, arg, err);
+    case OPT_LOG_LEVEL:
+        return resolver_config_set_log_level(cfg, arg, err);
+    case OPT_PID_FILE:
+        return resolver_config_set_pid_file(cfg, arg, err);
+    default:
+        return BALLAST_EINVAL;
+    }
+}
+
+static const struct option resolver_options[] = {
+    {"config", required_argument, NULL, 'c'},
+    {"check", no_argument, NULL, OPT_CHECK},
+    {"listen", required_argument, NULL, OPT_LISTEN},
+    {"root-hints", required_argument, NULL, OPT_ROOT_HINTS},
+    {"forward", required_argument, NULL, OPT_FORWARD},
+    {"stub", required_argument, NULL, OPT_STUB},
+    {"allow-private-upstreams", no_argument, NULL, OPT_ALLOW_PRIVATE},
+    {"upstream-port", required_argument, NULL, OPT_UPSTREAM_PORT},
+    {"no-qname-minimisation", no_argument, NULL, OPT_NO_QMIN},
+    {"workers", required_argument, NULL, OPT_WORKERS},
+    {"control", required_argument, NULL, OPT_CONTROL},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"pid-file", required_argument, NULL, OPT_PID_FILE},
+    {"version", no_argument, NULL, 'V'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* Build the config: the file (if -c) then the flags on top, then validate. Flags are applied
+ * again on every reload so they keep overriding the file. */
+static int resolver_build_config(const char *config_file, int argc, char **argv,
+                                 struct resolver_config *cfg, struct config_error *err)
+{
+    int rc = config_file ? resolver_config_load(config_file, cfg, err) : resolver_config_init(cfg);
+    if (rc != 0)
+        return rc;
+    optind = 1;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "c:Vh", resolver_options, NULL)) != -1) {
+        if (opt == 'c' || opt == OPT_CHECK)
+            continue;
+        rc = resolver_apply_flag(cfg, opt, optarg, err);
+        if (rc != 0)
+            return rc;
+    }
+    return resolver_config_validate(cfg, err);
+}
+
+/* --- workers ------------------------------------------------------------------------------ */
+
+static void resolver_thread_enter(void *ctx, unsigned index)
+{
+    urcu_memb_register_thread();
+}
+
+static void resolver_thread_exit(void *ctx, unsigned index)
+{
+    urcu_memb_unregister_thread();
+}
+
+static int resolver_worker_open(void *ctx, unsigned index, uv_loop_t *loop, char *err_text,
+                                size_t err_len)
+{
+    struct resolver *r = ctx;
+    return frontend_open(loop, &r->shared, &r->frontends[index], err_text, err_len);
+}
+
+static void resolver_worker_close(void *ctx, unsigned index)
+{
+    struct resolver *r = ctx;
+    frontend_close(r->frontends[index]);
+    r->frontends[index] = NULL;
+}
+
+static const struct workers_callbacks resolver_worker_callbacks = {
+    .open = resolver_worker_open,
+    .close = resolver_worker_close,
+    .thread_enter = resolver_thread_enter,
+    .thread_exit = resolver_thread_exit,
+};
+
+/* --- reload ------------------------------------------------------------------------------- */
+
+static int resolver_load_snapshot(const char *config_file, int argc, char **argv,
+                                  struct frontend_snapshot **out, char *text, size_t text_len)
+{
+    struct resolver_config cfg;
+    struct config_error err;
+    memset(&cfg, 0, sizeof cfg);
+    memset(&err, 0, sizeof err);
+    if (resolver_build_config(config_file, argc, argv, &cfg, &err) != 0) {
+        config_error_text(&err, text, text_len);
+        resolver_config_free(&cfg);
+        return BALLAST_EINVAL;
+    }
+    struct iter_hints hints;
+    int rc = iter_hints_load(cfg.resolution.root_hints, cfg.resolution.upstream_port, &hints, text,
+                             text_len);
+    if (rc != 0) {
+        resolver_config_free(&cfg);
+        return rc;
+    }
+    *out = frontend_snapshot_new(&cfg, &hints);
+    if (!*out) {
+        resolver_config_free(&cfg);
+        snprintf(text, text_len, "out of memory");
+        return BALLAST_ENOMEM;
+    }
+    return BALLAST_OK;
+}
+
+static int resolver_argc;
+static char **resolver_argv;
+
+/* Staged: the new config and hints are read and checked completely, then published in one
+ * pointer swap. Queries in flight finish with the config they started with. Listen addresses
+ * and worker count need a restart. */
+static int resolver_reload(struct resolver *r, struct control_reply *reply)
+{
+    struct frontend_snapshot *fresh = NULL;
+    char text[1200];
+    if (resolver_load_snapshot(r->config_file, resolver_argc, resolver_argv, &fresh, text,
+                               sizeof text) != 0) {
+        r->reloads_failed++;
+        log_error("reload", "result=refused reason=\"%s\"", text);
+        if (reply)
+            control_reply_printf(reply, "reload refused, still serving: %s\n", text);
+        return BALLAST_EINVAL;
+    }
+    if (fresh->cfg.listen_count != r->snapshot->cfg.listen_count ||
+        fresh->cfg.workers != r->snapshot->cfg.workers)
+        log_warn("reload_restart_needed",
+                 "reason=\"listen addresses or worker count changed; restart to apply\"");
+    log_set_level(fresh->cfg.log_level);
+    struct frontend_snapshot *old = rcu_xchg_pointer(&r->snapshot, fresh);
+    urcu_memb_synchronize_rcu(); /* nobody is between load and reference on the old one */
+    frontend_snapshot_release(old);
+    r->reloads_ok++;
+    log_info("reload", "result=ok forward_zones=%zu acl_rules=%zu", fresh->cfg.zone_count,
+             acl_rule_count(&fresh->cfg.acl));
+    if (reply)
+        control_reply_printf(reply, "reloaded\n");
+    return BALLAST_OK;
+}
+
+/* --- control ------------------------------------------------------------------------------ */
+
+static void resolver_print_stats(struct resolver *r, struct control_reply *reply)
+{
+    for (int c = 0; c < FRONTEND_COUNTER_COUNT; c++) {
+        uint64_t sum = 0;
+        for (unsigned i = 0; i < r->worker_count; i++)
+            if (r->frontends[i])
+                sum += frontend_counter(r->frontends[i], c);
+        control_reply_printf(reply, "%s=%llu\n", frontend_counter_names[c],
+                             (unsigned long long)sum);
+    }
+    struct outbound_stats total = {0};
+    for (unsigned i = 0; i < r->worker_count; i++) {
+        struct outbound_stats s;
+        if (!r->frontends[i])
+            continue;
+        frontend_outbound_stats(r->frontends[i], &s);
+        total.sent_udp += s.sent_udp;
+        total.sent_tcp += s.sent_tcp;
+        total.timeouts += s.timeouts;
+        total.mismatched += s.mismatched;
+        total.coalesced += s.coalesced;
+        total.tc_fallbacks += s.tc_fallbacks;
+    }
+    control_reply_printf(reply,
+                         "upstream_udp=%llu\nupstream_tcp=%llu\nupstream_timeouts=%llu\n"
+                         "upstream_mismatched=%llu\nupstream_coalesced=%llu\n"
+                         "upstream_tc_fallbacks=%llu\n",
+                         (unsigned long long)total.sent_udp, (unsigned long long)total.sent_tcp,
+                         (unsigned long long)total.timeouts, (unsigned long long)total.mismatched,
+                         (unsigned long long)total.coalesced,
+                         (unsigned long long)total.tc_fallbacks);
+    struct cache_stats cs;
+    cache_get_stats(r->cache, &cs);
+    control_reply_printf(reply,
+                         "cache_entries=%llu\ncache_bytes=%llu\ncache_hits=%llu\n"
+                         "cache_misses=%llu\ncache_evictions=%llu\n",
+                         (unsigned long long)cs.entries, (unsigned long long)cs.bytes,
+                         (unsigned long long)cs.hits, (unsigned long long)cs.misses,
+                         (unsigned long long)cs.evictions);
+    control_reply_printf(reply, "infra_servers=%zu\nreloads_ok=%llu\nreloads_failed=%llu\n",
+                         infra_count(r->infra), (unsigned long long)r->reloads_ok,
+                         (unsigned long long)r->reloads_failed);
+}
+
+static int resolver_flush(struct resolver *r, int argc, char **argv, struct control_reply *reply)
+{
+    if (strcmp(argv[0], "flush-all") == 0) {
+        cache_flush_all(r->cache);
+        control_reply_printf(reply, "flushed everything\n");
+        return BALLAST_OK;
+    }
+    uint8_t name[WIRE_NAME_MAX];
+    size_t len = 0;
+    if (argc != 2 || wire_name_from_text(argv[1], name, &len) != 0) {
+        control_reply_printf(reply, "usage: %s NAME\n", argv[0]);
+        return BALLAST_EINVAL;
+    }
+    wire_name_lower(name, name, len);
+    if (strcmp(argv[0], "flush") == 0)
+        cache_flush_name(r->cache, name, len);
+    else
+        cache_flush_below(r->cache, name, len);
+    control_reply_printf(reply, "flushed %s%s\n", argv[1],
+                         strcmp(argv[0], "flush") == 0 ? "" : " and below");
+    return BALLAST_OK;
+}
+
+static void resolver_on_stop_timer(uv_timer_t *timer)
+{
+    struct resolver *r = timer->data;
+    log_info("shutdown", "reason=requested");
+    uv_stop(&r->loop);
+}
+
+static void resolver_request_stop(struct resolver *r)
+{
+    if (!uv_is_active((uv_handle_t *)&r->stop_timer))
+        uv_timer_start(&r->stop_timer, resolver_on_stop_timer, RESOLVER_STOP_DELAY_MS, 0);
+}
+
+static int resolver_on_command(void *ctx, int argc, char **argv, struct control_reply *reply)
+{
+    struct resolver *r = ctx;
+    const char *command = argv[0];
+    if (strcmp(command, "status") == 0) {
+        control_reply_printf(reply, "version=%s\npid=%ld\nuptime_s=%lld\nworkers=%u\n",
+                             RESOLVER_VERSION, (long)getpid(), (long long)(time(NULL) - r->started),
+                             r->worker_count);
+        for (size_t i = 0; i < r->snapshot->cfg.listen_count; i++)
+            control_reply_printf(reply, "listen=%s\n", r->snapshot->cfg.listen_text[i]);
+    } else if (strcmp(command, "stats") == 0) {
+        resolver_print_stats(r, reply);
+    } else if (strcmp(command, "reload") == 0) {
+        return resolver_reload(r, reply);
+    } else if (strcmp(command, "flush") == 0 || strcmp(command, "flush-zone") == 0 ||
+               strcmp(command, "flush-all") == 0) {
+        return resolver_flush(r, argc, argv, reply);
+    } else if (strcmp(command, "stop") == 0) {
+        control_reply_printf(reply, "stopping\n");
+        resolver_request_stop(r);
+    } else {
+        control_reply_printf(reply,
+                             "unknown command '%s' (expected status, stats, reload, flush NAME, "
+                             "flush-zone NAME, flush-all, stop)\n",
+                             command);
+        return BALLAST_EINVAL;
+    }
+    return BALLAST_OK;
+}
+
+static void resolver_on_signal(uv_signal_t *handle, int signum)
+{
+    struct resolver *r = handle->data;
+    if (signum == SIGHUP) {
+        log_info("signal", "signal=SIGHUP action=reload");
+        resolver_reload(r, NULL);
+    } else {
+        log_info("signal", "signal=%s action=shutdown", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+        resolver_request_stop(r);
+    }
+}
+
+/* --- lifetime ----------------------------------------------------------------------------- */
+
+static void resolver_close_walk(uv_handle_t *handle, void *arg)
+{
+    if (!uv_is_closing(handle))
+        uv_close(handle, NULL);
+}
+
+static int resolver_start(struct resolver *r, char *err_text, size_t err_len)
+{
+    const struct resolver_config *cfg = &r->snapshot->cfg;
+    struct cache_options co;
+    cache_options_init_defaults(&co);
+    co.max_bytes = cfg->cache.size_bytes;
+    co.shards = cfg->cache.shards;
+    co.min_ttl = cfg->cache.min_ttl;
+    co.max_ttl = cfg->cache.max_ttl;
+    co.max_negative_ttl = cfg->cache.max_negative_ttl;
+    struct infra_config ic;
+    infra_config_defaults(&ic);
+    ic.max_rto_ms = cfg->resolution.upstream_timeout_ms;
+    if (ic.min_rto_ms > ic.max_rto_ms)
+        ic.min_rto_ms = ic.max_rto_ms;
+    if (ic.unknown_rto_ms > ic.max_rto_ms)
+        ic.unknown_rto_ms = ic.max_rto_ms;
+    if (cache_create(&co, &r->cache) != 0 || infra_create(&ic, &r->infra) != 0) {
+        snprintf(err_text, err_len, "cannot create the cache (size %llu bytes, %u shards)",
+                 (unsigned long long)co.max_bytes, co.shards);
+        return BALLAST_EINVAL;
+    }
+    r->shared = (struct frontend_shared){r->cache, r->infra, &r->snapshot};
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    r->worker_count = cfg->workers ? cfg->workers : (cpus > 0 ? (unsigned)cpus : 1);
+    r->frontends = calloc(r->worker_count, sizeof *r->frontends);
+    if (!r->frontends || uv_loop_init(&r->loop) != 0) {
+        snprintf(err_text, err_len, "out of memory");
+        return BALLAST_ENOMEM;
+    }
+    int rc = BALLAST_OK;
+    if (cfg->control_path)
+        rc = control_server_open(&r->loop, cfg->control_path, resolver_on_command, r, &r->control,
+                                 err_text, err_len);
+    if (rc == 0)
+        rc = workers_start(r->worker_count, &resolver_worker_callbacks, r, &r->threads, err_text,
+                           err_len);
+    uv_signal_t *handles[] = {&r->sighup, &r->sigterm, &r->sigint};
+    int signals[] = {SIGHUP, SIGTERM, SIGINT};
+    for (size_t i = 0; i < 3; i++) {
+        uv_signal_init(&r->loop, handles[i]);
+        handles[i]->data = r;
+        if (rc == 0)
+            uv_signal_start(handles[i], resolver_on_signal, signals[i]);
+    }
+    uv_timer_init(&r->loop, &r->stop_timer);
+    r->stop_timer.data = r;
+    return rc;
+}
+
+static void resolver_shutdown(struct resolver *r)
+{
+    workers_stop(r->threads);
+    r->threads = NULL;
+    if (r->control)
+        control_server_close(r->control);
+    uv_walk(&r->loop, resolver_close_walk, NULL);
+    uv_run(&r->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&r->loop);
+    if (r->snapshot && r->snapshot->cfg.pid_file)
+        unlink(r->snapshot->cfg.pid_file);
+    cache_free(r->cache);
+    infra_free(r->infra);
+    free(r->frontends);
+    frontend_snapshot_release(r->snapshot);
+}
+
+static void resolver_write_pid_file(const char *path)
+{
+    FILE *f = path ? fopen(path, "w") : NULL;
+    if (f) {
+        fprintf(f, "%ld\n", (long)getpid());
+        fclose(f);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    const char *config_file = NULL;
+    bool check = false;
+    int opt;
+    opterr = 1;
+    while ((opt = getopt_long(argc, argv, "c:Vh", resolver_options, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            config_file = optarg;
+            break;
+        case OPT_CHECK:
+            check = true;
+            break;
+        case 'V':
+            printf("ballast-resolver %s\n", RESOLVER_VERSION);
+            return 0;
+        case 'h':
+            resolver_usage(stdout);
+            return 0;
+        case '?':
+            resolver_usage(stderr);
+            return RESOLVER_EXIT_USAGE;
+        default:
+            break;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "error: unexpected argument '%s'\n", argv[optind]);
+        return RESOLVER_EXIT_USAGE;
+    }
+    signal(SIGPIPE, SIG_IGN); /* a reset TCP peer must not kill the daemon */
+    resolver_argc = argc;
+    resolver_argv = argv;
+
+    struct resolver r;
+    memset(&r, 0, sizeof r);
+    r.config_file = config_file ? strdup(config_file) : NULL;
+    char text[1200];
+    if (resolver_load_snapshot(r.config_file, argc, argv, &r.snapshot, text, sizeof text) != 0) {
+        fprintf(stderr, "%s\n", text);
+        free(r.config_file);
+        return RESOLVER_EXIT_FAILURE;
+    }
+    if (check) {
+        printf("ok: %zu listen addresses, %zu root server addresses, %zu forward/stub zones\n",
+               r.snapshot->cfg.listen_count, r.snapshot->hints.count, r.snapshot->cfg.zone_count);
+        frontend_snapshot_release(r.snapshot);
+        free(r.config_file);
+        return 0;
+    }
+    log_set_level(r.snapshot->cfg.log_level);
+    urcu_memb_register_thread();
+    r.started = time(NULL);
+    int status = 0;
+    if (resolver_start(&r, text, sizeof text) != 0) {
+        log_error("startup_failed", "reason=\"%s\"", text);
+        fprintf(stderr, "error: %s\n", text);
+        status = RESOLVER_EXIT_FAILURE;
+    } else {
+        resolver_write_pid_file(r.snapshot->cfg.pid_file);
+        char listen[1024] = "";
+        size_t used = 0;
+        for (size_t i = 0; i < r.snapshot->cfg.listen_count && used < sizeof listen; i++)
+            used += (size_t)snprintf(listen + used, sizeof listen - used, "%s%s", i ? "," : "",
+                                     r.snapshot->cfg.listen_text[i]);
+        log_info("ready", "listen=%s workers=%u root_servers=%zu forward_zones=%zu control=%s",
+                 listen, r.worker_count, r.snapshot->hints.count, r.snapshot->cfg.zone_count,
+                 r.snapshot->cfg.control_path ? r.snapshot->cfg.control_path : "none");
+        uv_run(&r.loop, UV_RUN_DEFAULT);
+    }
+    resolver_shutdown(&r);
+    urcu_memb_unregister_thread();
+    free(r.config_file);
+    log_info("stopped", "status=%d", status);
+    return status;
+}
