@@ -3,7 +3,7 @@
 # Skips apt when everything is already installed; uses sudo when not root.
 set -eu
 PACKAGES="gcc meson ninja-build pkg-config libldns-dev libuv1-dev libsodium-dev libyaml-dev
-liburcu-dev libcmocka-dev clang-format knot-dnsutils bind9-dnsutils python3 python3-dnspython nsd"
+liburcu-dev libcmocka-dev clang-format knot-dnsutils bind9-dnsutils python3 python3-dnspython nsd unbound"
 if [ "${1:-}" = "--bench" ]; then
     PACKAGES="$PACKAGES knot dnsperf"
 fi
@@ -19,7 +19,7 @@ $SUDO apt-get update
 # shellcheck disable=SC2086
 $SUDO apt-get install -y --no-install-recommends $missing
 # Debian starts nsd and knot as services on install; Ballast's tests run their own instances.
-for s in nsd knot; do
+for s in nsd knot unbound; do
     if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$s" 2>/dev/null; then
         $SUDO systemctl stop "$s" || true
     fi
