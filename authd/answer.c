@@ -319,8 +319,10 @@ static void answer_resolve(struct answer_builder *b)
         const struct zone_rrset *rrset =
             q->qtype == WIRE_TYPE_ANY ? answer_any_rrset(node) : zone_node_rrset(node, q->qtype);
         if (rrset) {
+            /* An NS answer may carry glue below a cut too, like a referral (the root zone's
+             * a.root-servers.net addresses, for instance). */
             if (answer_put_or_truncate(b, SECTION_ANSWER, owner, name_len, rrset, rrset->ttl) == 0)
-                answer_collect_targets(b, rrset, false);
+                answer_collect_targets(b, rrset, rrset->type == WIRE_TYPE_NS);
             return;
         }
         const struct zone_rrset *cname = zone_node_rrset(node, WIRE_TYPE_CNAME);

@@ -313,6 +313,25 @@ static void test_answer_additional_addresses_for_mx_and_ns(void **state)
     ldns_pkt_free(p);
 }
 
+/* The root zone's own NS addresses sit below the test. cut; an NS answer still carries them. */
+static void test_answer_ns_answer_includes_glue_below_a_cut(void **state)
+{
+    struct zone *root = NULL;
+    struct zone_error err;
+    assert_int_equal(zone_load(".", "tests/unit/data/iterate/root.zone", &test_limits, &root, &err),
+                     0);
+    struct zone_set *saved = test_zones;
+    assert_int_equal(zone_set_create(&root, 1, &test_zones), 0);
+    ldns_pkt *p = ask(".", WIRE_TYPE_NS);
+    assert_int_equal(ldns_pkt_ancount(p), 1);
+    assert_int_equal(ldns_pkt_arcount(p), 1);
+    assert_string_equal(rr_text(ldns_pkt_additional(p), 0),
+                        "a.root-servers.test.\t86400\tIN\tA\t127.0.0.1");
+    ldns_pkt_free(p);
+    zone_set_free(test_zones);
+    test_zones = saved;
+}
+
 static void test_answer_any_is_minimal(void **state)
 {
     ldns_pkt *p = ask("example.test", WIRE_TYPE_ANY);
@@ -441,6 +460,7 @@ int main(void)
         cmocka_unit_test(test_answer_wildcard_blocked_by_empty_non_terminal),
         cmocka_unit_test(test_answer_most_specific_zone_and_refused),
         cmocka_unit_test(test_answer_additional_addresses_for_mx_and_ns),
+        cmocka_unit_test(test_answer_ns_answer_includes_glue_below_a_cut),
         cmocka_unit_test(test_answer_any_is_minimal),
         cmocka_unit_test(test_answer_edns_echo_and_badvers),
         cmocka_unit_test(test_answer_truncates_over_udp_and_not_over_tcp),
