@@ -14,6 +14,7 @@
 #include "answer.h"
 #include "catalog.h"
 #include "control.h"
+#include "daemon.h"
 #include "errors.h"
 #include "listener.h"
 #include "log.h"
@@ -21,7 +22,6 @@
 #include "workers.h"
 
 #define SERVER_VERSION "0.1.0"
-#define SERVER_STOP_DELAY_MS 20 /* lets the control reply go out before shutdown starts */
 
 /* What workers answer from; replaced as a whole on reload and freed after a grace period. */
 struct server_snapshot {
@@ -66,13 +66,10 @@ struct server {
     unsigned worker_count;
     struct workers *threads;
     uv_loop_t loop;
-    uv_signal_t sighup, sigterm, sigint;
-    uv_timer_t stop_timer;
-    struct control_server *control;
+    struct daemon *daemon; /* signals, control socket, pid file */
     uint64_t reloads_ok;
     uint64_t reloads_failed;
     time_t started;
-    bool stopping;
 };
 
 /* --- the hot path ------------------------------------------------------------------------- */
@@ -373,21 +370,6 @@ static int server_reload(struct server *server, struct control_reply *reply)
 
 /* --- main loop ---------------------------------------------------------------------------- */
 
-static void server_on_stop_timer(uv_timer_t *timer)
-{
-    struct server *server = timer->data;
-    log_info("shutdown", "reason=requested");
-    uv_stop(&server->loop);
-}
-
-static void server_request_stop(struct server *server)
-{
-    if (server->stopping)
-        return;
-    server->stopping = true;
-    uv_timer_start(&server->stop_timer, server_on_stop_timer, SERVER_STOP_DELAY_MS, 0);
-}
-
 static int server_on_command(void *ctx, int argc, char **argv, struct control_reply *reply)
 {
     struct server *server = ctx;
@@ -400,9 +382,6 @@ static int server_on_command(void *ctx, int argc, char **argv, struct control_re
         server_print_zones(server, reply);
     } else if (strcmp(command, "reload") == 0) {
         return server_reload(server, reply);
-    } else if (strcmp(command, "stop") == 0) {
-        control_reply_printf(reply, "stopping\n");
-        server_request_stop(server);
     } else {
         control_reply_printf(
             reply, "unknown command '%s' (expected status, stats, zones, reload, stop)\n", command);
@@ -411,48 +390,9 @@ static int server_on_command(void *ctx, int argc, char **argv, struct control_re
     return BALLAST_OK;
 }
 
-static void server_on_signal(uv_signal_t *handle, int signum)
+static void server_on_reload(void *ctx)
 {
-    struct server *server = handle->data;
-    if (signum == SIGHUP) {
-        log_info("signal", "signal=SIGHUP action=reload");
-        server_reload(server, NULL);
-    } else {
-        log_info("signal", "signal=%s action=shutdown", signum == SIGTERM ? "SIGTERM" : "SIGINT");
-        server_request_stop(server);
-    }
-}
-
-static void server_start_signals(struct server *server)
-{
-    uv_signal_t *handles[] = {&server->sighup, &server->sigterm, &server->sigint};
-    int signals[] = {SIGHUP, SIGTERM, SIGINT};
-    for (size_t i = 0; i < 3; i++) {
-        uv_signal_init(&server->loop, handles[i]);
-        handles[i]->data = server;
-        uv_signal_start(handles[i], server_on_signal, signals[i]);
-    }
-    uv_timer_init(&server->loop, &server->stop_timer);
-    server->stop_timer.data = server;
-}
-
-static void server_close_walk(uv_handle_t *handle, void *arg)
-{
-    if (!uv_is_closing(handle))
-        uv_close(handle, NULL);
-}
-
-static void server_write_pid_file(const struct server *server)
-{
-    if (!server->cfg.pid_file)
-        return;
-    FILE *f = fopen(server->cfg.pid_file, "w");
-    if (!f) {
-        log_warn("pid_file", "file=%s reason=\"cannot write\"", server->cfg.pid_file);
-        return;
-    }
-    fprintf(f, "%ld\n", (long)getpid());
-    fclose(f);
+    server_reload(ctx, NULL);
 }
 
 static void server_free(struct server *server)
@@ -502,25 +442,25 @@ int server_start(struct authd_config *cfg, struct zone_set *zones, struct server
         return BALLAST_ENOMEM;
     }
     urcu_memb_register_thread();
-    int rc = BALLAST_OK;
-    if (server->cfg.control_path)
-        rc = control_server_open(&server->loop, server->cfg.control_path, server_on_command, server,
-                                 &server->control, err_text, err_len);
-    if (rc == 0)
-        rc = workers_start(server->worker_count, &server_worker_callbacks, server, &server->threads,
+    struct daemon_options options = {
+        .name = "authd",
+        .control_path = server->cfg.control_path,
+        .pid_file = server->cfg.pid_file,
+        .on_command = server_on_command,
+        .on_reload = server_on_reload,
+        .ctx = server,
+    };
+    int rc = workers_start(server->worker_count, &server_worker_callbacks, server, &server->threads,
                            err_text, err_len);
+    if (rc == 0)
+        rc = daemon_open(&server->loop, &options, &server->daemon, err_text, err_len);
     if (rc != 0) {
-        if (server->control)
-            control_server_close(server->control);
-        uv_walk(&server->loop, server_close_walk, NULL);
-        uv_run(&server->loop, UV_RUN_DEFAULT);
+        workers_stop(server->threads);
         uv_loop_close(&server->loop);
         urcu_memb_unregister_thread();
         server_free(server);
         return rc;
     }
-    server_start_signals(server);
-    server_write_pid_file(server);
     *out = server;
     return BALLAST_OK;
 }
@@ -540,16 +480,8 @@ int server_run(struct server *server)
 
     workers_stop(server->threads);
     server->threads = NULL;
-    if (server->control) {
-        control_server_close(server->control);
-        server->control = NULL;
-    }
-    uv_walk(&server->loop, server_close_walk, NULL);
-    uv_run(&server->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&server->loop);
+    daemon_close(server->daemon);
     urcu_memb_unregister_thread();
-    if (server->cfg.pid_file)
-        unlink(server->cfg.pid_file);
     log_info("stopped", "queries=%llu",
              (unsigned long long)(server_counter_sum(server, COUNTER_QUERIES_UDP) +
                                   server_counter_sum(server, COUNTER_QUERIES_TCP)));

@@ -12,6 +12,7 @@
 #include <urcu/urcu-memb.h>
 
 #include "control.h"
+#include "daemon.h"
 #include "errors.h"
 #include "frontend.h"
 #include "log.h"
@@ -22,7 +23,6 @@
 #define RESOLVER_VERSION "0.1.0"
 #define RESOLVER_EXIT_FAILURE 1
 #define RESOLVER_EXIT_USAGE 2
-#define RESOLVER_STOP_DELAY_MS 20
 
 struct resolver {
     char *config_file;                  /* NULL when run from flags only */
@@ -34,9 +34,8 @@ struct resolver {
     unsigned worker_count;
     struct workers *threads;
     uv_loop_t loop;
-    uv_signal_t sighup, sigterm, sigint;
-    uv_timer_t stop_timer;
-    struct control_server *control;
+    bool loop_ready;
+    struct daemon *daemon; /* signals, control socket, pid file */
     time_t started;
     uint64_t reloads_ok, reloads_failed;
 };
@@ -320,19 +319,6 @@ static int resolver_flush(struct resolver *r, int argc, char **argv, struct cont
     return BALLAST_OK;
 }
 
-static void resolver_on_stop_timer(uv_timer_t *timer)
-{
-    struct resolver *r = timer->data;
-    log_info("shutdown", "reason=requested");
-    uv_stop(&r->loop);
-}
-
-static void resolver_request_stop(struct resolver *r)
-{
-    if (!uv_is_active((uv_handle_t *)&r->stop_timer))
-        uv_timer_start(&r->stop_timer, resolver_on_stop_timer, RESOLVER_STOP_DELAY_MS, 0);
-}
-
 static int resolver_on_command(void *ctx, int argc, char **argv, struct control_reply *reply)
 {
     struct resolver *r = ctx;
@@ -350,9 +336,6 @@ static int resolver_on_command(void *ctx, int argc, char **argv, struct control_
     } else if (strcmp(command, "flush") == 0 || strcmp(command, "flush-zone") == 0 ||
                strcmp(command, "flush-all") == 0) {
         return resolver_flush(r, argc, argv, reply);
-    } else if (strcmp(command, "stop") == 0) {
-        control_reply_printf(reply, "stopping\n");
-        resolver_request_stop(r);
     } else {
         control_reply_printf(reply,
                              "unknown command '%s' (expected status, stats, reload, flush NAME, "
@@ -363,25 +346,12 @@ static int resolver_on_command(void *ctx, int argc, char **argv, struct control_
     return BALLAST_OK;
 }
 
-static void resolver_on_signal(uv_signal_t *handle, int signum)
+static void resolver_on_reload(void *ctx)
 {
-    struct resolver *r = handle->data;
-    if (signum == SIGHUP) {
-        log_info("signal", "signal=SIGHUP action=reload");
-        resolver_reload(r, NULL);
-    } else {
-        log_info("signal", "signal=%s action=shutdown", signum == SIGTERM ? "SIGTERM" : "SIGINT");
-        resolver_request_stop(r);
-    }
+    resolver_reload(ctx, NULL);
 }
 
 /* --- lifetime ----------------------------------------------------------------------------- */
-
-static void resolver_close_walk(uv_handle_t *handle, void *arg)
-{
-    if (!uv_is_closing(handle))
-        uv_close(handle, NULL);
-}
 
 static int resolver_start(struct resolver *r, char *err_text, size_t err_len)
 {
@@ -413,23 +383,19 @@ static int resolver_start(struct resolver *r, char *err_text, size_t err_len)
         snprintf(err_text, err_len, "out of memory");
         return BALLAST_ENOMEM;
     }
-    int rc = BALLAST_OK;
-    if (cfg->control_path)
-        rc = control_server_open(&r->loop, cfg->control_path, resolver_on_command, r, &r->control,
-                                 err_text, err_len);
-    if (rc == 0)
-        rc = workers_start(r->worker_count, &resolver_worker_callbacks, r, &r->threads, err_text,
+    r->loop_ready = true;
+    struct daemon_options options = {
+        .name = "resolver",
+        .control_path = cfg->control_path,
+        .pid_file = cfg->pid_file,
+        .on_command = resolver_on_command,
+        .on_reload = resolver_on_reload,
+        .ctx = r,
+    };
+    int rc = workers_start(r->worker_count, &resolver_worker_callbacks, r, &r->threads, err_text,
                            err_len);
-    uv_signal_t *handles[] = {&r->sighup, &r->sigterm, &r->sigint};
-    int signals[] = {SIGHUP, SIGTERM, SIGINT};
-    for (size_t i = 0; i < 3; i++) {
-        uv_signal_init(&r->loop, handles[i]);
-        handles[i]->data = r;
-        if (rc == 0)
-            uv_signal_start(handles[i], resolver_on_signal, signals[i]);
-    }
-    uv_timer_init(&r->loop, &r->stop_timer);
-    r->stop_timer.data = r;
+    if (rc == 0)
+        rc = daemon_open(&r->loop, &options, &r->daemon, err_text, err_len);
     return rc;
 }
 
@@ -437,26 +403,14 @@ static void resolver_shutdown(struct resolver *r)
 {
     workers_stop(r->threads);
     r->threads = NULL;
-    if (r->control)
-        control_server_close(r->control);
-    uv_walk(&r->loop, resolver_close_walk, NULL);
-    uv_run(&r->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&r->loop);
-    if (r->snapshot && r->snapshot->cfg.pid_file)
-        unlink(r->snapshot->cfg.pid_file);
+    if (r->daemon)
+        daemon_close(r->daemon);
+    else if (r->loop_ready)
+        uv_loop_close(&r->loop);
     cache_free(r->cache);
     infra_free(r->infra);
     free(r->frontends);
     frontend_snapshot_release(r->snapshot);
-}
-
-static void resolver_write_pid_file(const char *path)
-{
-    FILE *f = path ? fopen(path, "w") : NULL;
-    if (f) {
-        fprintf(f, "%ld\n", (long)getpid());
-        fclose(f);
-    }
 }
 
 int main(int argc, char **argv)
@@ -519,7 +473,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "error: %s\n", text);
         status = RESOLVER_EXIT_FAILURE;
     } else {
-        resolver_write_pid_file(r.snapshot->cfg.pid_file);
         char listen[1024] = "";
         size_t used = 0;
         for (size_t i = 0; i < r.snapshot->cfg.listen_count && used < sizeof listen; i++)
