@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "wire.h"
 #include "zone.h"
 
 #define POOL_MAX_MEMBERS 4096
