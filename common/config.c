@@ -1,6 +1,6 @@
 /* Config files: reads YAML with libyaml's event API into a tree of config_node (each node and
- * each map key knows its file and line), rejects what a config must not contain (aliases,
- * duplicate keys, oversized files), and reads typed values with range-checked errors. */
+ * map key knows its file and line), rejects what a config must not contain (aliases, duplicate
+ * keys, oversized files), reads typed values with range-checked errors, and schema helpers. */
 #include "config.h"
 
 #include <errno.h>
@@ -13,7 +13,9 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "addr.h"
 #include "errors.h"
+#include "limit.h"
 
 /* Deeper nesting than this is never needed by a Ballast config; the cap keeps tree walks
  * (free, duplicate check) bounded. */
@@ -53,7 +55,8 @@ static void config_set_error(struct config_error *err, const char *file, unsigne
     va_end(ap);
 }
 
-int config_fail(struct config_error *err, const struct config_node *node, const char *fmt, ...)
+static int config_vfail(struct config_error *err, const struct config_node *node, const char *fmt,
+                        va_list ap)
 {
     if (err == NULL)
         return BALLAST_EINVAL;
@@ -61,11 +64,47 @@ int config_fail(struct config_error *err, const struct config_node *node, const 
     if (node != NULL)
         snprintf(err->file, sizeof(err->file), "%s", node->file ? node->file : "");
     err->line = node != NULL ? node->line : 0;
+    vsnprintf(err->reason, sizeof(err->reason), fmt, ap);
+    return BALLAST_EINVAL;
+}
+
+int config_fail(struct config_error *err, const struct config_node *node, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err->reason, sizeof(err->reason), fmt, ap);
+    int rc = config_vfail(err, node, fmt, ap);
     va_end(ap);
-    return BALLAST_EINVAL;
+    return rc;
+}
+
+int config_fail_or_cmdline(struct config_error *err, const struct config_node *node,
+                           const char *fmt, ...)
+{
+    if (err != NULL && node == NULL)
+        snprintf(err->file, sizeof(err->file), "%s", CONFIG_CMDLINE);
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = config_vfail(err, node, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int config_nomem(struct config_error *err, const struct config_node *node)
+{
+    config_fail_or_cmdline(err, node, "out of memory");
+    return BALLAST_ENOMEM;
+}
+
+int config_name_key(struct config_error *err, const char *key, int rc)
+{
+    if (err == NULL)
+        return rc;
+    char reason[sizeof(err->reason)];
+    memcpy(reason, err->reason, sizeof(reason));
+    /* A reason cut short at 511 bytes is acceptable; checking the length says so. */
+    if (snprintf(err->reason, sizeof(err->reason), "%s: %s", key, reason) < 0)
+        err->reason[0] = '\0';
+    return rc;
 }
 
 const char *config_error_text(const struct config_error *err, char *buf, size_t len)
@@ -339,47 +378,53 @@ static int config_syntax_error(struct config_builder *b, const yaml_parser_t *pa
 
 /* ---- duplicate keys ---- */
 
-struct config_key_ref {
-    const char *key;
+struct config_name_ref {
+    const char *name;
     size_t index;
 };
 
-static int config_key_ref_cmp(const void *a, const void *b)
+static int config_name_ref_cmp(const void *a, const void *b)
 {
-    const struct config_key_ref *x = a, *y = b;
-    int c = strcmp(x->key, y->key);
+    const struct config_name_ref *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
     if (c != 0)
         return c;
     return x->index < y->index ? -1 : x->index > y->index;
 }
 
-/* Earliest (in document order) second occurrence of a key in map, by sorting the keys so a
- * huge generated map costs n log n, not n^2. Returns 0 if none, else sets *second, *first. */
-static int config_map_first_duplicate(const struct config_node *map, size_t *second, size_t *first)
+int config_find_duplicate(const void *items, size_t count,
+                          const char *(*name_at)(const void *items, size_t index), size_t *second,
+                          size_t *first)
 {
-    if (map->count < 2)
+    if (count < 2)
         return 0;
-    struct config_key_ref *refs = malloc(map->count * sizeof(*refs));
+    struct config_name_ref *refs = malloc(count * sizeof(*refs));
     if (refs == NULL)
         return BALLAST_ENOMEM;
-    for (size_t i = 0; i < map->count; i++)
-        refs[i] = (struct config_key_ref){.key = map->keys[i], .index = i};
-    qsort(refs, map->count, sizeof(*refs), config_key_ref_cmp);
+    for (size_t i = 0; i < count; i++)
+        refs[i] = (struct config_name_ref){.name = name_at(items, i), .index = i};
+    qsort(refs, count, sizeof(*refs), config_name_ref_cmp);
     int found = 0;
-    for (size_t i = 1; i < map->count; i++) {
-        if (strcmp(refs[i - 1].key, refs[i].key) != 0)
+    for (size_t i = 1; i < count; i++) {
+        if (strcmp(refs[i - 1].name, refs[i].name) != 0)
             continue;
-        /* refs[i-1] is the first occurrence only when it starts its run of equal keys. */
-        if (i >= 2 && strcmp(refs[i - 2].key, refs[i].key) == 0)
+        /* refs[i-1] is the first occurrence only when it starts its run of equal names. */
+        if (i >= 2 && strcmp(refs[i - 2].name, refs[i].name) == 0)
             continue;
         if (!found || refs[i].index < *second) {
             *second = refs[i].index;
-            *first = refs[i - 1].index;
+            if (first != NULL)
+                *first = refs[i - 1].index;
             found = 1;
         }
     }
     free(refs);
     return found;
+}
+
+static const char *config_map_key_at(const void *map, size_t index)
+{
+    return ((const struct config_node *)map)->keys[index];
 }
 
 struct config_duplicate {
@@ -395,7 +440,7 @@ static int config_find_duplicates(const struct config_node *node, struct config_
         return 0;
     if (node->kind == CONFIG_MAP) {
         size_t second = 0, first = 0;
-        int rc = config_map_first_duplicate(node, &second, &first);
+        int rc = config_find_duplicate(node, node->count, config_map_key_at, &second, &first);
         if (rc < 0)
             return rc;
         if (rc > 0 &&
@@ -573,6 +618,24 @@ int config_parse_file(const char *path, size_t max_bytes, struct config_node **o
         return rc;
     rc = config_parse_string(path, text, len, out, err);
     free(text);
+    return rc;
+}
+
+int config_load_file(const char *path, char **source_file,
+                     int (*read_tree)(void *cfg, const struct config_node *root,
+                                      struct config_error *err),
+                     void *cfg, struct config_error *err)
+{
+    struct config_node *root = NULL;
+    int rc = config_parse_file(path, LIMIT_DEFAULT_CONFIG_BYTES, &root, err);
+    if (rc != 0)
+        return rc;
+    *source_file = strdup(path);
+    if (*source_file == NULL)
+        rc = config_nomem(err, root);
+    else
+        rc = read_tree(cfg, root, err);
+    config_free(root);
     return rc;
 }
 
@@ -776,4 +839,268 @@ int config_get_size(const struct config_node *node, uint64_t min, uint64_t max, 
 {
     return config_get_scaled(node, min, max, out, err, "a size", config_size_units,
                              CONFIG_COUNT(config_size_units), 1, "");
+}
+
+/* ---- helpers for a daemon's schema code ---- */
+
+char *config_resolve_path(const char *config_path, const char *path)
+{
+    const char *slash = strrchr(config_path, '/');
+    if (path[0] == '/' || slash == NULL)
+        return strdup(path);
+    size_t dir_len = (size_t)(slash - config_path);
+    char *joined = NULL;
+    if (asprintf(&joined, "%.*s/%s", (int)dir_len, config_path, path) < 0)
+        return NULL;
+    return joined;
+}
+
+int config_section(const struct config_node *map, const char *key, enum config_kind kind,
+                   const struct config_node **out, struct config_error *err)
+{
+    const struct config_node *node = config_map_get(map, key);
+    *out = NULL;
+    if (node == NULL || (node->kind == CONFIG_SCALAR && node->scalar[0] == '\0'))
+        return 0;
+    if (node->kind != kind)
+        return config_fail(err, node, "%s: expected %s", key, config_kind_name(kind));
+    *out = node;
+    return 0;
+}
+
+int config_get_text(const struct config_node *map, const char *key, const struct config_node **node,
+                    const char **out, struct config_error *err)
+{
+    *node = config_map_get(map, key);
+    *out = NULL;
+    if (*node == NULL)
+        return 0;
+    int rc = config_get_string(*node, out, err);
+    if (rc != 0)
+        return config_name_key(err, key, rc);
+    if ((*out)[0] == '\0')
+        return config_fail(err, *node, "%s: must not be empty", key);
+    return 0;
+}
+
+int config_read_path(const struct config_node *map, const char *key, const char *config_path,
+                     char **out, struct config_error *err)
+{
+    const struct config_node *node;
+    const char *text;
+    int rc = config_get_text(map, key, &node, &text, err);
+    if (rc != 0 || text == NULL)
+        return rc;
+    char *resolved = config_resolve_path(config_path, text);
+    if (resolved == NULL)
+        return config_nomem(err, node);
+    free(*out);
+    *out = resolved;
+    return 0;
+}
+
+void *config_array_reserve(void *items, size_t count, size_t item_size)
+{
+    if (count != 0 && (count < 4 || (count & (count - 1)) != 0))
+        return items;
+    size_t capacity = count ? count * 2 : 4;
+    if (capacity > SIZE_MAX / item_size)
+        return NULL;
+    return realloc(items, capacity * item_size);
+}
+
+/* ---- scalar keys described by a table ---- */
+
+int config_value_parse(const struct config_node *node, const struct config_key_spec *spec,
+                       uint64_t *value, struct config_error *err)
+{
+    bool flag = false;
+    int rc;
+    switch (spec->type) {
+    case CONFIG_VALUE_BOOL:
+        rc = config_get_bool(node, &flag, err);
+        *value = flag;
+        return rc;
+    case CONFIG_VALUE_SIZE:
+        return config_get_size(node, spec->min, spec->max, value, err);
+    case CONFIG_VALUE_DURATION:
+        return config_get_duration_ms(node, spec->min, spec->max, value, err);
+    case CONFIG_VALUE_TTL:
+        rc = config_get_duration_ms(node, spec->min, spec->max, value, err);
+        if (rc != 0)
+            return rc;
+        /* TTLs are whole seconds on the wire (RFC 1035 §3.2.1). */
+        if (*value % 1000 != 0)
+            return config_fail(err, node, "expected a whole number of seconds, got '%s'",
+                               node->scalar);
+        *value /= 1000;
+        return 0;
+    case CONFIG_VALUE_POWER_OF_TWO:
+        rc = config_get_uint(node, spec->min, spec->max, value, err);
+        if (rc == 0 && (*value & (*value - 1)) != 0)
+            return config_fail(err, node, "expected a power of two between %llu and %llu, got '%s'",
+                               (unsigned long long)spec->min, (unsigned long long)spec->max,
+                               node->scalar);
+        return rc;
+    case CONFIG_VALUE_COUNT:
+        break;
+    }
+    return config_get_uint(node, spec->min, spec->max, value, err);
+}
+
+void config_value_store(void *base, const struct config_key_spec *spec, uint64_t value)
+{
+    char *field = (char *)base + spec->offset;
+    if (spec->type == CONFIG_VALUE_BOOL) {
+        bool v = value != 0;
+        memcpy(field, &v, sizeof(v));
+    } else if (spec->width == sizeof(uint16_t)) {
+        uint16_t v = (uint16_t)value;
+        memcpy(field, &v, sizeof(v));
+    } else if (spec->width == sizeof(uint32_t)) {
+        uint32_t v = (uint32_t)value;
+        memcpy(field, &v, sizeof(v));
+    } else {
+        memcpy(field, &value, sizeof(value));
+    }
+}
+
+/* The keys a section accepts: its specs' keys in table order, then extras (NULL for none);
+ * NULL-terminated. */
+static const char **config_section_keys(const char *name, const struct config_key_spec *specs,
+                                        size_t spec_count, const char *const *extras)
+{
+    size_t extra_count = 0;
+    while (extras != NULL && extras[extra_count] != NULL)
+        extra_count++;
+    const char **allowed = malloc((spec_count + extra_count + 1) * sizeof(*allowed));
+    if (allowed == NULL)
+        return NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < spec_count; i++)
+        if (strcmp(specs[i].section, name) == 0)
+            allowed[n++] = specs[i].key;
+    for (size_t i = 0; i < extra_count; i++)
+        allowed[n++] = extras[i];
+    allowed[n] = NULL;
+    return allowed;
+}
+
+int config_read_section(const struct config_node *root, const char *name,
+                        const struct config_key_spec *specs, size_t spec_count,
+                        const char *const *extras, void *base, const struct config_node **out,
+                        struct config_error *err)
+{
+    int rc = config_section(root, name, CONFIG_MAP, out, err);
+    if (rc != 0 || *out == NULL)
+        return rc;
+    const char **allowed = config_section_keys(name, specs, spec_count, extras);
+    if (allowed == NULL)
+        return config_nomem(err, *out);
+    rc = config_check_keys(*out, allowed, err);
+    free(allowed);
+    for (size_t i = 0; i < spec_count && rc == 0; i++) {
+        const struct config_key_spec *spec = &specs[i];
+        const struct config_node *node = config_map_get(*out, spec->key);
+        if (node == NULL || strcmp(spec->section, name) != 0)
+            continue;
+        uint64_t value = 0;
+        rc = config_value_parse(node, spec, &value, err);
+        if (rc != 0)
+            return config_name_key(err, spec->key, rc);
+        config_value_store(base, spec, value);
+    }
+    return rc;
+}
+
+/* ---- listen addresses and the server section ---- */
+
+int config_for_each_address(const struct config_node *value, const char *what, bool required,
+                            int (*add)(void *ctx, const struct config_node *item,
+                                       struct config_error *err),
+                            void *ctx, struct config_error *err)
+{
+    bool empty = (value->kind == CONFIG_SCALAR && value->scalar[0] == '\0') ||
+                 (value->kind == CONFIG_LIST && value->count == 0);
+    if (required && empty)
+        return config_fail(err, value, "%s: needs at least one address", what);
+    if (value->kind == CONFIG_SCALAR)
+        return add(ctx, value, err);
+    if (value->kind != CONFIG_LIST)
+        return config_fail(err, value, "%s: expected an address or a list of addresses", what);
+    for (size_t i = 0; i < value->count; i++) {
+        const struct config_node *item = value->values[i];
+        if (item->kind != CONFIG_SCALAR)
+            return config_fail(err, item, "%s: expected an address, got a %s", what,
+                               item->kind == CONFIG_MAP ? "map" : "list");
+        int rc = add(ctx, item, err);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+int config_listen_append(const struct config_listen_list *list, const char *text,
+                         const struct config_node *node, struct config_error *err)
+{
+    struct addr addr;
+    if (addr_parse(text, list->default_port, &addr) != 0)
+        return config_fail_or_cmdline(err, node,
+                                      "invalid listen address '%s' (expected ADDR[@PORT])", text);
+    size_t count = *list->count;
+    for (size_t i = 0; i < count; i++) {
+        const struct addr *seen = &list->addrs[i];
+        if (seen->len == addr.len && memcmp(&seen->ss, &addr.ss, addr.len) == 0)
+            return config_fail_or_cmdline(err, node, "duplicate listen address '%s' (same as '%s')",
+                                          text, list->texts[i]);
+    }
+    if (count == list->capacity) {
+        config_fail_or_cmdline(err, node, "too many listen addresses (limit is %zu)",
+                               list->capacity);
+        return BALLAST_ELIMIT;
+    }
+    char *copy = strdup(text);
+    if (copy == NULL)
+        return config_nomem(err, node);
+    list->addrs[count] = addr;
+    list->texts[count] = copy;
+    *list->count = count + 1;
+    return 0;
+}
+
+static int config_add_listen_node(void *list, const struct config_node *item,
+                                  struct config_error *err)
+{
+    return config_listen_append(list, item->scalar, item, err);
+}
+
+int config_read_server_fields(const struct config_node *server, const char *config_path,
+                              const struct config_server_fields *fields, struct config_error *err)
+{
+    const struct config_node *node = config_map_get(server, "listen");
+    int rc = 0;
+    if (node != NULL)
+        rc = config_for_each_address(node, "listen", fields->listen_required,
+                                     config_add_listen_node, (void *)&fields->listen, err);
+    if (rc != 0)
+        return rc;
+    node = config_map_get(server, "workers");
+    if (node != NULL && fields->workers != NULL) {
+        uint64_t workers;
+        rc = config_get_uint(node, 0, LIMIT_DEFAULT_WORKERS_MAX, &workers, err);
+        if (rc != 0)
+            return config_name_key(err, "workers", rc);
+        *fields->workers = (unsigned)workers;
+    }
+    const char *level;
+    rc = config_get_text(server, "log-level", &node, &level, err);
+    if (rc != 0)
+        return rc;
+    if (level != NULL && log_level_parse(level, fields->log_level) != 0)
+        return config_fail(err, node, "log-level: expected error, warn, info or debug, got '%s'",
+                           level);
+    rc = config_read_path(server, "control", config_path, fields->control_path, err);
+    if (rc == 0)
+        rc = config_read_path(server, "pid-file", config_path, fields->pid_file, err);
+    return rc;
 }

@@ -3,7 +3,6 @@
  * "command line" and the flag) and the range or limit crossed. */
 #include "resolver_config.h"
 
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,37 +10,16 @@
 
 #include "errors.h"
 
-#define RESOLVER_CMDLINE "command line"
 #define RESOLVER_COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
-enum resolver_value_type {
-    RESOLVER_VALUE_COUNT,        /* integer */
-    RESOLVER_VALUE_POWER_OF_TWO, /* integer 1, 2, 4, ... */
-    RESOLVER_VALUE_SIZE,         /* bytes, "64M" */
-    RESOLVER_VALUE_DURATION,     /* stored in ms */
-    RESOLVER_VALUE_TTL,          /* a duration in whole seconds, stored in seconds */
-    RESOLVER_VALUE_BOOL,
-};
-
 /* One scalar key: its section, range (durations and TTLs in ms) and field. */
-struct resolver_key_spec {
-    const char *section;
-    const char *key;
-    enum resolver_value_type type;
-    uint64_t min, max;
-    size_t offset, width;
-};
-
 #define RESOLVER_KEY(section, key, type, min, max, field)                                          \
-    {                                                                                              \
-        section, key, RESOLVER_VALUE_##type, min, max, offsetof(struct resolver_config, field),    \
-            sizeof(((struct resolver_config *)0)->field)                                           \
-    }
+    CONFIG_KEY(section, key, type, min, max, struct resolver_config, field)
 
 #define DAY_MS 86400000ull
 
 /* Ranges are documented in docs/resolver-configuration.md; keep the two in step. */
-static const struct resolver_key_spec resolver_key_specs[] = {
+static const struct config_key_spec resolver_key_specs[] = {
     RESOLVER_KEY("server", "workers", COUNT, 0, LIMIT_DEFAULT_WORKERS_MAX, workers),
     RESOLVER_KEY("resolution", "qname-minimisation", BOOL, 0, 1, resolution.qname_minimisation),
     RESOLVER_KEY("resolution", "allow-private-upstreams", BOOL, 0, 1,
@@ -56,6 +34,7 @@ static const struct resolver_key_spec resolver_key_specs[] = {
     RESOLVER_KEY("resolution", "upstream-timeout", DURATION, 10, 60000,
                  resolution.upstream_timeout_ms),
     RESOLVER_KEY("cache", "size", SIZE, 1ull << 20, 1ull << 40, cache.size_bytes),
+    /* The cache picks a shard from the low bits of a hash, hence a power of two. */
     RESOLVER_KEY("cache", "shards", POWER_OF_TWO, 1, 1024, cache.shards),
     RESOLVER_KEY("cache", "min-ttl", TTL, 0, DAY_MS, cache.min_ttl),
     /* RFC 8767 §4: cap TTLs at 7 days (604800 s), as RFC 2181 §8 left them up to 2^31-1. */
@@ -78,45 +57,8 @@ static const char *const resolver_top_keys[] = {"server",  "access-control", "re
 static const char *const resolver_server_extra_keys[] = {"listen", "log-level", "control",
                                                          "pid-file", NULL};
 static const char *const resolver_resolution_extra_keys[] = {"root-hints", NULL};
-static const char *const resolver_no_extra_keys[] = {NULL};
 static const char *const resolver_acl_keys[] = {"prefix", "action", NULL};
 static const char *const resolver_zone_keys[] = {"zone", "to", NULL};
-
-/* ---- errors ---- */
-
-/* Report at node's file:line, or at "command line" when node is NULL (flags). */
-static int resolver_fail(struct config_error *err, const struct config_node *node, const char *fmt,
-                         ...) __attribute__((format(printf, 3, 4)));
-
-static int resolver_fail(struct config_error *err, const struct config_node *node, const char *fmt,
-                         ...)
-{
-    char reason[sizeof(err->reason)];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(reason, sizeof(reason), fmt, ap);
-    va_end(ap);
-    if (node == NULL)
-        snprintf(err->file, sizeof(err->file), "%s", RESOLVER_CMDLINE);
-    return config_fail(err, node, "%s", reason);
-}
-
-/* Prefix an error already in err with what it was about: "workers: expected an integer...". */
-static int resolver_name_key(struct config_error *err, const char *key, int rc)
-{
-    char reason[sizeof(err->reason)];
-    memcpy(reason, err->reason, sizeof(reason));
-    /* A reason cut short at 511 bytes is acceptable; checking the length says so. */
-    if (snprintf(err->reason, sizeof(err->reason), "%s: %s", key, reason) < 0)
-        err->reason[0] = '\0';
-    return rc;
-}
-
-static int resolver_nomem(struct config_error *err, const struct config_node *node)
-{
-    resolver_fail(err, node, "out of memory");
-    return BALLAST_ENOMEM;
-}
 
 /* ---- init and free ---- */
 
@@ -172,35 +114,16 @@ void resolver_config_free(struct resolver_config *cfg)
 
 /* ---- listen addresses ---- */
 
-/* node is where text came from (NULL for flags). */
-static int resolver_listen_append(struct resolver_config *cfg, const char *text,
-                                  const struct config_node *node, struct config_error *err)
+static struct config_listen_list resolver_listen_list(struct resolver_config *cfg)
 {
-    struct addr addr;
-    if (addr_parse(text, RESOLVER_DEFAULT_PORT, &addr) != 0)
-        return resolver_fail(err, node, "invalid listen address '%s' (expected ADDR[@PORT])", text);
-    for (size_t i = 0; i < cfg->listen_count; i++) {
-        if (cfg->listen[i].len == addr.len && memcmp(&cfg->listen[i].ss, &addr.ss, addr.len) == 0)
-            return resolver_fail(err, node, "duplicate listen address '%s' (same as '%s')", text,
-                                 cfg->listen_text[i]);
-    }
-    if (cfg->listen_count == RESOLVER_MAX_LISTEN) {
-        resolver_fail(err, node, "too many listen addresses (limit is %d)", RESOLVER_MAX_LISTEN);
-        return BALLAST_ELIMIT;
-    }
-    char *copy = strdup(text);
-    if (copy == NULL)
-        return resolver_nomem(err, node);
-    cfg->listen[cfg->listen_count] = addr;
-    cfg->listen_text[cfg->listen_count] = copy;
-    cfg->listen_count++;
-    return 0;
+    return CONFIG_LISTEN_LIST(cfg, RESOLVER_MAX_LISTEN, RESOLVER_DEFAULT_PORT);
 }
 
 int resolver_config_add_listen(struct resolver_config *cfg, const char *text,
                                struct config_error *err)
 {
-    return resolver_listen_append(cfg, text, NULL, err);
+    struct config_listen_list list = resolver_listen_list(cfg);
+    return config_listen_append(&list, text, NULL, err);
 }
 
 /* ---- forward and stub zones ---- */
@@ -234,21 +157,22 @@ static int resolver_zone_add_server(struct resolver_zone_config *zone, const cha
 {
     struct addr addr;
     if (addr_parse(text, RESOLVER_DEFAULT_PORT, &addr) != 0)
-        return resolver_fail(err, node, "%s: invalid address '%s' (expected ADDR[@PORT])", what,
-                             text);
+        return config_fail_or_cmdline(err, node, "%s: invalid address '%s' (expected ADDR[@PORT])",
+                                      what, text);
     for (size_t i = 0; i < zone->to_count; i++) {
         if (zone->to[i].len == addr.len && memcmp(&zone->to[i].ss, &addr.ss, addr.len) == 0)
-            return resolver_fail(err, node, "%s: address '%s' is listed twice for zone '%s'", what,
-                                 text, zone->name);
+            return config_fail_or_cmdline(err, node,
+                                          "%s: address '%s' is listed twice for zone '%s'", what,
+                                          text, zone->name);
     }
     if (zone->to_count == RESOLVER_MAX_ZONE_SERVERS) {
-        resolver_fail(err, node, "%s: too many servers for zone '%s' (limit is %d)", what,
-                      zone->name, RESOLVER_MAX_ZONE_SERVERS);
+        config_fail_or_cmdline(err, node, "%s: too many servers for zone '%s' (limit is %d)", what,
+                               zone->name, RESOLVER_MAX_ZONE_SERVERS);
         return BALLAST_ELIMIT;
     }
     struct addr *grown = realloc(zone->to, (zone->to_count + 1) * sizeof(*grown));
     if (grown == NULL)
-        return resolver_nomem(err, node);
+        return config_nomem(err, node);
     zone->to = grown;
     zone->to[zone->to_count++] = addr;
     return 0;
@@ -267,17 +191,13 @@ static const struct resolver_zone_config *resolver_zone_find(const struct resolv
 /* Append a filled zone, taking ownership of what it holds (freed on error). */
 static int resolver_zone_append(struct resolver_config *cfg, struct resolver_zone_config *zone)
 {
-    /* Capacity is 4, 8, 16, ...: zone_count is the only size the struct keeps. */
-    size_t count = cfg->zone_count;
-    if (count == 0 || (count >= 4 && (count & (count - 1)) == 0)) {
-        size_t capacity = count ? count * 2 : 4;
-        struct resolver_zone_config *zones = realloc(cfg->zones, capacity * sizeof(*zones));
-        if (zones == NULL) {
-            resolver_zone_free(zone);
-            return BALLAST_ENOMEM;
-        }
-        cfg->zones = zones;
+    struct resolver_zone_config *zones =
+        config_array_reserve(cfg->zones, cfg->zone_count, sizeof(*zones));
+    if (zones == NULL) {
+        resolver_zone_free(zone);
+        return BALLAST_ENOMEM;
     }
+    cfg->zones = zones;
     cfg->zones[cfg->zone_count++] = *zone;
     return 0;
 }
@@ -289,18 +209,19 @@ static int resolver_zone_admit(const struct resolver_config *cfg,
                                const struct config_node *node, struct config_error *err)
 {
     if (cfg->zone_count >= RESOLVER_MAX_ZONES) {
-        resolver_fail(err, node, "too many forward and stub zones (limit is %d)",
-                      RESOLVER_MAX_ZONES);
+        config_fail_or_cmdline(err, node, "too many forward and stub zones (limit is %d)",
+                               RESOLVER_MAX_ZONES);
         return BALLAST_ELIMIT;
     }
     const struct resolver_zone_config *first = resolver_zone_find(cfg, zone->name);
     if (first == NULL)
         return 0;
     if (first->line > 0)
-        return resolver_fail(err, node, "duplicate zone '%s' (first at line %u, %s)", zone->name,
-                             first->line, resolver_zone_kind_name(first->kind));
-    return resolver_fail(err, node, "duplicate zone '%s' (already given as --%s)", zone->name,
-                         resolver_zone_kind_name(first->kind));
+        return config_fail_or_cmdline(err, node, "duplicate zone '%s' (first at line %u, %s)",
+                                      zone->name, first->line,
+                                      resolver_zone_kind_name(first->kind));
+    return config_fail_or_cmdline(err, node, "duplicate zone '%s' (already given as --%s)",
+                                  zone->name, resolver_zone_kind_name(first->kind));
 }
 
 /* Parse "ZONE=ADDR[@PORT][,ADDR...]" from --forward or --stub. */
@@ -310,15 +231,16 @@ static int resolver_zone_arg(struct resolver_config *cfg, enum resolver_zone_kin
     const char *flag = kind == RESOLVER_ZONE_STUB ? "--stub" : "--forward";
     const char *eq = strchr(arg, '=');
     if (eq == NULL || eq == arg || eq[1] == '\0')
-        return resolver_fail(err, NULL,
-                             "%s: invalid argument '%s' (expected ZONE=ADDR[@PORT][,ADDR...])",
-                             flag, arg);
+        return config_fail_or_cmdline(
+            err, NULL, "%s: invalid argument '%s' (expected ZONE=ADDR[@PORT][,ADDR...])", flag,
+            arg);
     char *name = strndup(arg, (size_t)(eq - arg));
     char *list = strdup(eq + 1);
     struct resolver_zone_config zone = {.kind = kind};
-    int rc = name != NULL && list != NULL ? 0 : resolver_nomem(err, NULL);
+    int rc = name != NULL && list != NULL ? 0 : config_nomem(err, NULL);
     if (rc == 0 && resolver_zone_set_name(&zone, name) != 0)
-        rc = resolver_fail(err, NULL, "%s: invalid zone name '%s' in '%s'", flag, name, arg);
+        rc = config_fail_or_cmdline(err, NULL, "%s: invalid zone name '%s' in '%s'", flag, name,
+                                    arg);
     if (rc == 0)
         rc = resolver_zone_admit(cfg, &zone, NULL, err);
     /* strsep keeps empty items, so "a,,b" and a trailing comma are reported, not skipped. */
@@ -334,7 +256,7 @@ static int resolver_zone_arg(struct resolver_config *cfg, enum resolver_zone_kin
         return rc;
     }
     rc = resolver_zone_append(cfg, &zone);
-    return rc == 0 ? 0 : resolver_nomem(err, NULL);
+    return rc == 0 ? 0 : config_nomem(err, NULL);
 }
 
 int resolver_config_add_forward_arg(struct resolver_config *cfg, const char *arg,
@@ -364,7 +286,7 @@ const struct resolver_zone_config *resolver_config_find_zone(const struct resolv
 
 /* ---- scalar keys ---- */
 
-static const struct resolver_key_spec *resolver_key_spec_find(const char *section, const char *key)
+static const struct config_key_spec *resolver_key_spec_find(const char *section, const char *key)
 {
     for (size_t i = 0; i < RESOLVER_COUNT(resolver_key_specs); i++)
         if (strcmp(resolver_key_specs[i].section, section) == 0 &&
@@ -373,88 +295,20 @@ static const struct resolver_key_spec *resolver_key_spec_find(const char *sectio
     return NULL;
 }
 
-static void resolver_key_store(struct resolver_config *cfg, const struct resolver_key_spec *spec,
-                               uint64_t value)
-{
-    char *field = (char *)cfg + spec->offset;
-    if (spec->type == RESOLVER_VALUE_BOOL) {
-        bool v = value != 0;
-        memcpy(field, &v, sizeof(v));
-    } else if (spec->width == sizeof(uint16_t)) {
-        uint16_t v = (uint16_t)value;
-        memcpy(field, &v, sizeof(v));
-    } else if (spec->width == sizeof(uint32_t)) {
-        uint32_t v = (uint32_t)value;
-        memcpy(field, &v, sizeof(v));
-    } else {
-        memcpy(field, &value, sizeof(value));
-    }
-}
-
-/* Read node as spec says; errors are left unprefixed (the caller names the key or flag). */
-static int resolver_key_parse(const struct config_node *node, const struct resolver_key_spec *spec,
-                              uint64_t *value, struct config_error *err)
-{
-    bool flag = false;
-    int rc;
-    switch (spec->type) {
-    case RESOLVER_VALUE_BOOL:
-        rc = config_get_bool(node, &flag, err);
-        *value = flag;
-        return rc;
-    case RESOLVER_VALUE_SIZE:
-        return config_get_size(node, spec->min, spec->max, value, err);
-    case RESOLVER_VALUE_DURATION:
-        return config_get_duration_ms(node, spec->min, spec->max, value, err);
-    case RESOLVER_VALUE_TTL:
-        rc = config_get_duration_ms(node, spec->min, spec->max, value, err);
-        if (rc != 0)
-            return rc;
-        /* TTLs are whole seconds on the wire (RFC 1035 §3.2.1). */
-        if (*value % 1000 != 0)
-            return config_fail(err, node, "expected a whole number of seconds, got '%s'",
-                               node->scalar);
-        *value /= 1000;
-        return 0;
-    case RESOLVER_VALUE_POWER_OF_TWO:
-        rc = config_get_uint(node, spec->min, spec->max, value, err);
-        /* The cache picks a shard from the low bits of a hash, hence a power of two. */
-        if (rc == 0 && (*value & (*value - 1)) != 0)
-            return config_fail(err, node, "expected a power of two between %llu and %llu, got '%s'",
-                               (unsigned long long)spec->min, (unsigned long long)spec->max,
-                               node->scalar);
-        return rc;
-    case RESOLVER_VALUE_COUNT:
-        break;
-    }
-    return config_get_uint(node, spec->min, spec->max, value, err);
-}
-
-static int resolver_key_read(struct resolver_config *cfg, const struct config_node *node,
-                             const struct resolver_key_spec *spec, struct config_error *err)
-{
-    uint64_t value = 0;
-    int rc = resolver_key_parse(node, spec, &value, err);
-    if (rc != 0)
-        return resolver_name_key(err, spec->key, rc);
-    resolver_key_store(cfg, spec, value);
-    return 0;
-}
-
 /* Apply a flag's text through the spec of its config key, so both share ranges and messages. */
 static int resolver_flag_set(struct resolver_config *cfg, const char *section, const char *key,
                              const char *flag, const char *text, struct config_error *err)
 {
-    const struct resolver_key_spec *spec = resolver_key_spec_find(section, key);
+    const struct config_key_spec *spec = resolver_key_spec_find(section, key);
     struct config_node node = {.kind = CONFIG_SCALAR, .scalar = (char *)text};
     uint64_t value = 0;
-    int rc = resolver_key_parse(&node, spec, &value, err);
+    int rc = config_value_parse(&node, spec, &value, err);
     if (rc != 0) {
-        snprintf(err->file, sizeof(err->file), "%s", RESOLVER_CMDLINE);
+        snprintf(err->file, sizeof(err->file), "%s", CONFIG_CMDLINE);
         err->line = 0;
-        return resolver_name_key(err, flag, rc);
+        return config_name_key(err, flag, rc);
     }
-    resolver_key_store(cfg, spec, value);
+    config_value_store(cfg, spec, value);
     return 0;
 }
 
@@ -474,8 +328,8 @@ int resolver_config_set_log_level(struct resolver_config *cfg, const char *text,
                                   struct config_error *err)
 {
     if (log_level_parse(text, &cfg->log_level) != 0)
-        return resolver_fail(err, NULL,
-                             "--log-level: expected error, warn, info or debug, got '%s'", text);
+        return config_fail_or_cmdline(
+            err, NULL, "--log-level: expected error, warn, info or debug, got '%s'", text);
     return 0;
 }
 
@@ -484,10 +338,10 @@ static int resolver_set_string(char **field, const char *flag, const char *text,
                                struct config_error *err)
 {
     if (text[0] == '\0')
-        return resolver_fail(err, NULL, "%s: must not be empty", flag);
+        return config_fail_or_cmdline(err, NULL, "%s: must not be empty", flag);
     char *copy = strdup(text);
     if (copy == NULL)
-        return resolver_nomem(err, NULL);
+        return config_nomem(err, NULL);
     free(*field);
     *field = copy;
     return 0;
@@ -513,124 +367,14 @@ int resolver_config_set_pid_file(struct resolver_config *cfg, const char *path,
 
 /* ---- reading the YAML tree ---- */
 
-/* path as written, or joined to the directory of config_path when relative. */
-static char *resolver_resolve_path(const char *config_path, const char *path)
-{
-    const char *slash = strrchr(config_path, '/');
-    if (path[0] == '/' || slash == NULL)
-        return strdup(path);
-    size_t dir_len = (size_t)(slash - config_path);
-    char *joined = NULL;
-    if (asprintf(&joined, "%.*s/%s", (int)dir_len, config_path, path) < 0)
-        return NULL;
-    return joined;
-}
-
-/* A section that may be absent or empty ("cache:" alone); *out is NULL then. */
-static int resolver_section(const struct config_node *map, const char *key, enum config_kind kind,
-                            const struct config_node **out, struct config_error *err)
-{
-    const struct config_node *node = config_map_get(map, key);
-    *out = NULL;
-    if (node == NULL || (node->kind == CONFIG_SCALAR && node->scalar[0] == '\0'))
-        return 0;
-    if (node->kind != kind)
-        return resolver_fail(err, node, "%s: expected %s", key,
-                             kind == CONFIG_MAP ? "a map" : "a list");
-    *out = node;
-    return 0;
-}
-
-/* A non-empty string value of key, if present (*out stays NULL when absent). */
-static int resolver_get_text(const struct config_node *map, const char *key,
-                             const struct config_node **node, const char **out,
-                             struct config_error *err)
-{
-    *node = config_map_get(map, key);
-    *out = NULL;
-    if (*node == NULL)
-        return 0;
-    int rc = config_get_string(*node, out, err);
-    if (rc != 0)
-        return resolver_name_key(err, key, rc);
-    if ((*out)[0] == '\0')
-        return resolver_fail(err, *node, "%s: must not be empty", key);
-    return 0;
-}
-
-static int resolver_read_path(const struct config_node *map, const char *key,
-                              const char *config_path, char **out, struct config_error *err)
-{
-    const struct config_node *node;
-    const char *text;
-    int rc = resolver_get_text(map, key, &node, &text, err);
-    if (rc != 0 || text == NULL)
-        return rc;
-    char *resolved = resolver_resolve_path(config_path, text);
-    if (resolved == NULL)
-        return resolver_nomem(err, node);
-    free(*out);
-    *out = resolved;
-    return 0;
-}
-
 /* Check a map section's keys (its specs plus extras) and read every spec key present.
  * *out is the section (NULL when absent) for the caller's own keys. */
 static int resolver_read_section(struct resolver_config *cfg, const struct config_node *root,
                                  const char *name, const char *const *extras,
                                  const struct config_node **out, struct config_error *err)
 {
-    int rc = resolver_section(root, name, CONFIG_MAP, out, err);
-    if (rc != 0 || *out == NULL)
-        return rc;
-    const char *allowed[RESOLVER_COUNT(resolver_key_specs) + 8];
-    size_t n = 0;
-    for (size_t i = 0; i < RESOLVER_COUNT(resolver_key_specs); i++)
-        if (strcmp(resolver_key_specs[i].section, name) == 0)
-            allowed[n++] = resolver_key_specs[i].key;
-    for (size_t i = 0; extras[i] != NULL && n + 1 < RESOLVER_COUNT(allowed); i++)
-        allowed[n++] = extras[i];
-    allowed[n] = NULL;
-    rc = config_check_keys(*out, allowed, err);
-    for (size_t i = 0; i < RESOLVER_COUNT(resolver_key_specs) && rc == 0; i++) {
-        const struct resolver_key_spec *spec = &resolver_key_specs[i];
-        const struct config_node *node = config_map_get(*out, spec->key);
-        if (node != NULL && strcmp(spec->section, name) == 0)
-            rc = resolver_key_read(cfg, node, spec, err);
-    }
-    return rc;
-}
-
-/* Each item of a scalar-or-list value, handed to add(); what names the key in errors. */
-static int resolver_for_each_scalar(const struct config_node *value, const char *what,
-                                    int (*add)(void *ctx, const struct config_node *item,
-                                               struct config_error *err),
-                                    void *ctx, struct config_error *err)
-{
-    if (value->kind == CONFIG_SCALAR && value->scalar[0] == '\0')
-        return resolver_fail(err, value, "%s: needs at least one address", what);
-    if (value->kind == CONFIG_SCALAR)
-        return add(ctx, value, err);
-    if (value->kind != CONFIG_LIST)
-        return resolver_fail(err, value, "%s: expected an address or a list of addresses", what);
-    if (value->count == 0)
-        return resolver_fail(err, value, "%s: needs at least one address", what);
-    for (size_t i = 0; i < value->count; i++) {
-        const struct config_node *item = value->values[i];
-        if (item->kind != CONFIG_SCALAR)
-            return resolver_fail(err, item, "%s: expected an address, got a %s", what,
-                                 item->kind == CONFIG_MAP ? "map" : "list");
-        int rc = add(ctx, item, err);
-        if (rc != 0)
-            return rc;
-    }
-    return 0;
-}
-
-static int resolver_add_listen_node(void *ctx, const struct config_node *item,
-                                    struct config_error *err)
-{
-    return resolver_listen_append(ctx, item->scalar, item, err);
+    return config_read_section(root, name, resolver_key_specs, RESOLVER_COUNT(resolver_key_specs),
+                               extras, cfg, out, err);
 }
 
 static int resolver_read_server(struct resolver_config *cfg, const struct config_node *root,
@@ -640,22 +384,14 @@ static int resolver_read_server(struct resolver_config *cfg, const struct config
     int rc = resolver_read_section(cfg, root, "server", resolver_server_extra_keys, &server, err);
     if (rc != 0 || server == NULL)
         return rc;
-    const struct config_node *node = config_map_get(server, "listen");
-    if (node != NULL)
-        rc = resolver_for_each_scalar(node, "listen", resolver_add_listen_node, cfg, err);
-    if (rc != 0)
-        return rc;
-    const char *level;
-    rc = resolver_get_text(server, "log-level", &node, &level, err);
-    if (rc != 0)
-        return rc;
-    if (level != NULL && log_level_parse(level, &cfg->log_level) != 0)
-        return resolver_fail(err, node, "log-level: expected error, warn, info or debug, got '%s'",
-                             level);
-    rc = resolver_read_path(server, "control", cfg->source_file, &cfg->control_path, err);
-    if (rc == 0)
-        rc = resolver_read_path(server, "pid-file", cfg->source_file, &cfg->pid_file, err);
-    return rc;
+    /* workers is read above, from its spec. */
+    const struct config_server_fields fields = {.listen = resolver_listen_list(cfg),
+                                                .listen_required = true,
+                                                .workers = NULL,
+                                                .log_level = &cfg->log_level,
+                                                .control_path = &cfg->control_path,
+                                                .pid_file = &cfg->pid_file};
+    return config_read_server_fields(server, cfg->source_file, &fields, err);
 }
 
 static int resolver_read_resolution(struct resolver_config *cfg, const struct config_node *root,
@@ -666,8 +402,8 @@ static int resolver_read_resolution(struct resolver_config *cfg, const struct co
                                    &section, err);
     if (rc != 0 || section == NULL)
         return rc;
-    return resolver_read_path(section, "root-hints", cfg->source_file, &cfg->resolution.root_hints,
-                              err);
+    return config_read_path(section, "root-hints", cfg->source_file, &cfg->resolution.root_hints,
+                            err);
 }
 
 /* ---- access-control ---- */
@@ -693,41 +429,41 @@ static int resolver_read_acl_entry(struct acl *acl, const struct config_node *li
 {
     const struct config_node *entry = list->values[index];
     if (entry->kind != CONFIG_MAP)
-        return resolver_fail(err, entry,
-                             "access-control: each entry must be a map with prefix and action");
+        return config_fail_or_cmdline(
+            err, entry, "access-control: each entry must be a map with prefix and action");
     int rc = config_check_keys(entry, resolver_acl_keys, err);
     const struct config_node *prefix_node, *action_node;
     const char *prefix_text = NULL, *action_text = NULL;
     if (rc == 0)
-        rc = resolver_get_text(entry, "prefix", &prefix_node, &prefix_text, err);
+        rc = config_get_text(entry, "prefix", &prefix_node, &prefix_text, err);
     if (rc == 0)
-        rc = resolver_get_text(entry, "action", &action_node, &action_text, err);
+        rc = config_get_text(entry, "action", &action_node, &action_text, err);
     if (rc != 0)
         return rc;
     if (prefix_text == NULL || action_text == NULL)
-        return resolver_fail(err, entry, "access-control: entry is missing '%s'",
-                             prefix_text == NULL ? "prefix" : "action");
+        return config_fail_or_cmdline(err, entry, "access-control: entry is missing '%s'",
+                                      prefix_text == NULL ? "prefix" : "action");
     struct acl_prefix prefix;
     char reason[256];
     if (acl_prefix_parse(prefix_text, &prefix, reason, sizeof(reason)) != 0)
-        return resolver_fail(err, prefix_node, "access-control: %s", reason);
+        return config_fail_or_cmdline(err, prefix_node, "access-control: %s", reason);
     enum acl_action action;
     if (acl_action_parse(action_text, &action) != 0)
-        return resolver_fail(err, action_node, "action: expected allow, refuse or deny, got '%s'",
-                             action_text);
+        return config_fail_or_cmdline(
+            err, action_node, "action: expected allow, refuse or deny, got '%s'", action_text);
     rc = acl_add(acl, &prefix, action);
     char text[ACL_PREFIX_TEXT_MAX];
     if (rc == BALLAST_EEXIST)
-        return resolver_fail(err, prefix_node,
-                             "access-control: %s is listed twice (first at line %u)",
-                             acl_prefix_format(&prefix, text, sizeof(text)),
-                             resolver_acl_first_line(list, index, &prefix));
+        return config_fail_or_cmdline(err, prefix_node,
+                                      "access-control: %s is listed twice (first at line %u)",
+                                      acl_prefix_format(&prefix, text, sizeof(text)),
+                                      resolver_acl_first_line(list, index, &prefix));
     if (rc == BALLAST_ELIMIT) {
-        resolver_fail(err, prefix_node, "access-control: too many rules (limit is %d)",
-                      ACL_MAX_RULES);
+        config_fail_or_cmdline(err, prefix_node, "access-control: too many rules (limit is %d)",
+                               ACL_MAX_RULES);
         return BALLAST_ELIMIT;
     }
-    return rc == 0 ? 0 : resolver_nomem(err, prefix_node);
+    return rc == 0 ? 0 : config_nomem(err, prefix_node);
 }
 
 /* A present list replaces the defaults entirely; it is built aside and swapped in. */
@@ -735,13 +471,14 @@ static int resolver_read_acl(struct resolver_config *cfg, const struct config_no
                              struct config_error *err)
 {
     const struct config_node *list;
-    int rc = resolver_section(root, "access-control", CONFIG_LIST, &list, err);
+    int rc = config_section(root, "access-control", CONFIG_LIST, &list, err);
     if (rc != 0 || list == NULL)
         return rc;
     if (list->count == 0)
-        return resolver_fail(err, list,
-                             "access-control: an empty list would refuse every client; leave "
-                             "the key out to use the defaults");
+        return config_fail_or_cmdline(
+            err, list,
+            "access-control: an empty list would refuse every client; leave "
+            "the key out to use the defaults");
     struct acl acl;
     acl_init(&acl);
     for (size_t i = 0; i < list->count && rc == 0; i++)
@@ -768,39 +505,41 @@ static int resolver_read_zone(struct resolver_config *cfg, enum resolver_zone_ki
 {
     const char *section = resolver_zone_kind_name(kind);
     if (entry->kind != CONFIG_MAP)
-        return resolver_fail(err, entry, "%s: each entry must be a map with zone and to", section);
+        return config_fail_or_cmdline(err, entry, "%s: each entry must be a map with zone and to",
+                                      section);
     int rc = config_check_keys(entry, resolver_zone_keys, err);
     const struct config_node *name_node;
     const char *name_text = NULL;
     if (rc == 0)
-        rc = resolver_get_text(entry, "zone", &name_node, &name_text, err);
+        rc = config_get_text(entry, "zone", &name_node, &name_text, err);
     if (rc != 0)
         return rc;
     const struct config_node *to = config_map_get(entry, "to");
     if (name_text == NULL || to == NULL)
-        return resolver_fail(err, entry, "%s zone is missing '%s'", section,
-                             name_text == NULL ? "zone" : "to");
+        return config_fail_or_cmdline(err, entry, "%s zone is missing '%s'", section,
+                                      name_text == NULL ? "zone" : "to");
     struct resolver_zone_config zone = {.kind = kind, .line = name_node->line};
     rc = resolver_zone_set_name(&zone, name_text);
     if (rc == BALLAST_ENOMEM)
-        return resolver_nomem(err, name_node);
+        return config_nomem(err, name_node);
     if (rc != 0)
-        return resolver_fail(err, name_node, "%s: invalid zone name '%s'", section, name_text);
+        return config_fail_or_cmdline(err, name_node, "%s: invalid zone name '%s'", section,
+                                      name_text);
     rc = resolver_zone_admit(cfg, &zone, name_node, err);
     if (rc == 0)
-        rc = resolver_for_each_scalar(to, "to", resolver_add_server_node, &zone, err);
+        rc = config_for_each_address(to, "to", true, resolver_add_server_node, &zone, err);
     if (rc != 0) {
         resolver_zone_free(&zone);
         return rc;
     }
-    return resolver_zone_append(cfg, &zone) == 0 ? 0 : resolver_nomem(err, entry);
+    return resolver_zone_append(cfg, &zone) == 0 ? 0 : config_nomem(err, entry);
 }
 
 static int resolver_read_zones(struct resolver_config *cfg, const struct config_node *root,
                                enum resolver_zone_kind kind, struct config_error *err)
 {
     const struct config_node *list;
-    int rc = resolver_section(root, resolver_zone_kind_name(kind), CONFIG_LIST, &list, err);
+    int rc = config_section(root, resolver_zone_kind_name(kind), CONFIG_LIST, &list, err);
     if (rc != 0 || list == NULL)
         return rc;
     for (size_t i = 0; i < list->count && rc == 0; i++)
@@ -839,9 +578,9 @@ static int resolver_check_relations(const struct resolver_config *cfg,
     return 0;
 }
 
-static int resolver_read_tree(struct resolver_config *cfg, const struct config_node *root,
-                              struct config_error *err)
+static int resolver_read_tree(void *ctx, const struct config_node *root, struct config_error *err)
 {
+    struct resolver_config *cfg = ctx;
     const struct config_node *unused;
     int rc = config_check_keys(root, resolver_top_keys, err);
     if (rc == 0)
@@ -851,9 +590,9 @@ static int resolver_read_tree(struct resolver_config *cfg, const struct config_n
     if (rc == 0)
         rc = resolver_read_resolution(cfg, root, err);
     if (rc == 0)
-        rc = resolver_read_section(cfg, root, "cache", resolver_no_extra_keys, &unused, err);
+        rc = resolver_read_section(cfg, root, "cache", NULL, &unused, err);
     if (rc == 0)
-        rc = resolver_read_section(cfg, root, "limits", resolver_no_extra_keys, &unused, err);
+        rc = resolver_read_section(cfg, root, "limits", NULL, &unused, err);
     if (rc == 0)
         rc = resolver_read_zones(cfg, root, RESOLVER_ZONE_FORWARD, err);
     if (rc == 0)
@@ -874,16 +613,7 @@ int resolver_config_load(const char *path, struct resolver_config *cfg, struct c
         config_fail(err, NULL, "out of memory");
         return BALLAST_ENOMEM;
     }
-    struct config_node *root = NULL;
-    int rc = config_parse_file(path, LIMIT_DEFAULT_CONFIG_BYTES, &root, err);
-    if (rc == 0) {
-        cfg->source_file = strdup(path);
-        if (cfg->source_file == NULL)
-            rc = resolver_nomem(err, root);
-        else
-            rc = resolver_read_tree(cfg, root, err);
-    }
-    config_free(root);
+    int rc = config_load_file(path, &cfg->source_file, resolver_read_tree, cfg, err);
     if (rc != 0)
         resolver_config_free(cfg);
     return rc;
@@ -891,49 +621,15 @@ int resolver_config_load(const char *path, struct resolver_config *cfg, struct c
 
 /* ---- final checks ---- */
 
-struct resolver_zone_ref {
-    const char *name;
-    size_t index;
-};
-
-static int resolver_zone_ref_cmp(const void *a, const void *b)
+static const char *resolver_zone_name_at(const void *zones, size_t index)
 {
-    const struct resolver_zone_ref *x = a, *y = b;
-    int c = strcmp(x->name, y->name);
-    if (c != 0)
-        return c;
-    return x->index < y->index ? -1 : x->index > y->index;
-}
-
-/* Index of the earliest second occurrence of a zone name, sorting so many zones cost n log n.
- * Returns 1 and sets *second, 0 if none, or BALLAST_ENOMEM. */
-static int resolver_zone_find_duplicate(const struct resolver_config *cfg, size_t *second)
-{
-    if (cfg->zone_count < 2)
-        return 0;
-    struct resolver_zone_ref *refs = malloc(cfg->zone_count * sizeof(*refs));
-    if (refs == NULL)
-        return BALLAST_ENOMEM;
-    for (size_t i = 0; i < cfg->zone_count; i++)
-        refs[i] = (struct resolver_zone_ref){.name = cfg->zones[i].name, .index = i};
-    qsort(refs, cfg->zone_count, sizeof(*refs), resolver_zone_ref_cmp);
-    int found = 0;
-    for (size_t i = 1; i < cfg->zone_count; i++) {
-        if (strcmp(refs[i - 1].name, refs[i].name) != 0)
-            continue;
-        if (!found || refs[i].index < *second) {
-            *second = refs[i].index;
-            found = 1;
-        }
-    }
-    free(refs);
-    return found;
+    return ((const struct resolver_zone_config *)zones)[index].name;
 }
 
 int resolver_config_validate(const struct resolver_config *cfg, struct config_error *err)
 {
     snprintf(err->file, sizeof(err->file), "%s",
-             cfg->source_file ? cfg->source_file : RESOLVER_CMDLINE);
+             cfg->source_file ? cfg->source_file : CONFIG_CMDLINE);
     if (cfg->listen_count == 0)
         return config_fail(err, NULL, "no listen address: add server.listen or --listen");
     if (cfg->zone_count > RESOLVER_MAX_ZONES) {
@@ -948,7 +644,8 @@ int resolver_config_validate(const struct resolver_config *cfg, struct config_er
                                resolver_zone_kind_name(zone->kind), zone->name);
     }
     size_t second = 0;
-    int rc = resolver_zone_find_duplicate(cfg, &second);
+    int rc =
+        config_find_duplicate(cfg->zones, cfg->zone_count, resolver_zone_name_at, &second, NULL);
     if (rc < 0) {
         config_fail(err, NULL, "out of memory");
         return BALLAST_ENOMEM;

@@ -1,5 +1,6 @@
 /* Unit tests for common/config.c: YAML into a tree with lines, what a config may not contain,
- * and the typed reads (integers, booleans, durations, sizes) with their error texts. */
+ * the typed reads (integers, booleans, durations, sizes) with their error texts, and the schema
+ * helpers both daemons share (sections, paths, key tables, listen addresses, server keys). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "addr.h"
 #include "config.h"
 #include "errors.h"
 
@@ -487,6 +489,565 @@ static void test_config_sizes_parse_units_and_reject_junk(void **state)
     config_free(root);
 }
 
+/* ---- helpers for a daemon's schema code ---- */
+
+static void assert_error(const struct config_error *err, unsigned line, const char *reason)
+{
+    assert_int_equal(err->line, line);
+    assert_string_equal(err->reason, reason);
+}
+
+static void test_config_fail_or_cmdline_names_command_line_without_node(void **state)
+{
+    (void)state;
+    struct config_node *root = parse_ok("a: 1\nb: 2\n");
+    struct config_error err = {.file = "other.yaml", .line = 9};
+    assert_int_equal(config_fail_or_cmdline(&err, NULL, "--%s: bad", "workers"), BALLAST_EINVAL);
+    assert_string_equal(err.file, CONFIG_CMDLINE);
+    assert_string_equal(err.file, "command line");
+    assert_error(&err, 0, "--workers: bad");
+
+    assert_int_equal(config_fail_or_cmdline(&err, config_map_get(root, "b"), "at %d", 2),
+                     BALLAST_EINVAL);
+    assert_string_equal(err.file, "t.yaml");
+    assert_error(&err, 2, "at 2");
+    assert_int_equal(config_fail_or_cmdline(NULL, NULL, "no err"), BALLAST_EINVAL);
+    config_free(root);
+}
+
+static void test_config_nomem_and_name_key(void **state)
+{
+    (void)state;
+    struct config_error err = {0};
+    assert_int_equal(config_nomem(&err, NULL), BALLAST_ENOMEM);
+    assert_string_equal(err.file, "command line");
+    assert_string_equal(err.reason, "out of memory");
+
+    snprintf(err.reason, sizeof(err.reason), "expected an integer");
+    assert_int_equal(config_name_key(&err, "workers", BALLAST_ELIMIT), BALLAST_ELIMIT);
+    assert_string_equal(err.reason, "workers: expected an integer");
+
+    /* A reason at the size limit is cut, never overrun. */
+    memset(err.reason, 'x', sizeof(err.reason) - 1);
+    err.reason[sizeof(err.reason) - 1] = '\0';
+    assert_int_equal(config_name_key(&err, "k", BALLAST_EINVAL), BALLAST_EINVAL);
+    assert_int_equal(strlen(err.reason), sizeof(err.reason) - 1);
+    assert_memory_equal(err.reason, "k: xx", 5);
+}
+
+static void test_config_resolve_path_joins_relative_to_config_dir(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *config, *path, *want;
+    } cases[] = {
+        {"/etc/ballast/authd.yaml", "zones/a.zone", "/etc/ballast/zones/a.zone"},
+        {"/etc/ballast/authd.yaml", "/var/a.zone", "/var/a.zone"},
+        {"conf/r.yaml", "run/r.sock", "conf/run/r.sock"},
+        {"r.yaml", "run/r.sock", "run/r.sock"},
+        {"/r.yaml", "x", "/x"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *got = config_resolve_path(cases[i].config, cases[i].path);
+        assert_non_null(got);
+        assert_string_equal(got, cases[i].want);
+        free(got);
+    }
+}
+
+static void test_config_section_absent_empty_or_wrong_kind(void **state)
+{
+    (void)state;
+    struct config_node *root = parse_ok("server:\nlimits: {a: 1}\nzones: x\nlist: [1]\n");
+    const struct config_node *out = (const struct config_node *)1;
+    struct config_error err = {0};
+    assert_int_equal(config_section(root, "absent", CONFIG_MAP, &out, &err), 0);
+    assert_null(out);
+    out = (const struct config_node *)1;
+    assert_int_equal(config_section(root, "server", CONFIG_MAP, &out, &err), 0);
+    assert_null(out);
+    assert_int_equal(config_section(root, "limits", CONFIG_MAP, &out, &err), 0);
+    assert_ptr_equal(out, config_map_get(root, "limits"));
+    assert_int_equal(config_section(root, "list", CONFIG_LIST, &out, &err), 0);
+    assert_non_null(out);
+
+    assert_int_equal(config_section(root, "zones", CONFIG_LIST, &out, &err), BALLAST_EINVAL);
+    assert_null(out);
+    assert_error(&err, 3, "zones: expected a list");
+    assert_int_equal(config_section(root, "list", CONFIG_MAP, &out, &err), BALLAST_EINVAL);
+    assert_error(&err, 4, "list: expected a map");
+    config_free(root);
+}
+
+static void test_config_get_text_requires_non_empty_scalar(void **state)
+{
+    (void)state;
+    struct config_node *root = parse_ok("name: example\nempty: ''\nlist: [a]\n");
+    const struct config_node *node = NULL;
+    const char *text = NULL;
+    struct config_error err = {0};
+    assert_int_equal(config_get_text(root, "name", &node, &text, &err), 0);
+    assert_string_equal(text, "example");
+    assert_int_equal(node->line, 1);
+    assert_int_equal(config_get_text(root, "absent", &node, &text, &err), 0);
+    assert_null(node);
+    assert_null(text);
+
+    assert_int_equal(config_get_text(root, "empty", &node, &text, &err), BALLAST_EINVAL);
+    assert_error(&err, 2, "empty: must not be empty");
+    assert_int_equal(config_get_text(root, "list", &node, &text, &err), BALLAST_EINVAL);
+    assert_error(&err, 3, "list: expected a scalar, got a list");
+    config_free(root);
+}
+
+static void test_config_read_path_resolves_and_replaces(void **state)
+{
+    (void)state;
+    struct config_node *root = parse_ok("control: run/a.sock\npid-file: /run/a.pid\nbad: ''\n");
+    struct config_error err = {0};
+    char *path = strdup("old");
+    assert_non_null(path);
+    assert_int_equal(config_read_path(root, "control", "etc/a.yaml", &path, &err), 0);
+    assert_string_equal(path, "etc/run/a.sock");
+    assert_int_equal(config_read_path(root, "pid-file", "etc/a.yaml", &path, &err), 0);
+    assert_string_equal(path, "/run/a.pid");
+    /* Absent: the value set before (a default or a flag) stays. */
+    assert_int_equal(config_read_path(root, "absent", "etc/a.yaml", &path, &err), 0);
+    assert_string_equal(path, "/run/a.pid");
+    assert_int_equal(config_read_path(root, "bad", "etc/a.yaml", &path, &err), BALLAST_EINVAL);
+    assert_string_equal(err.reason, "bad: must not be empty");
+    assert_string_equal(path, "/run/a.pid");
+    free(path);
+    config_free(root);
+}
+
+static const char *string_at(const void *items, size_t index)
+{
+    return ((const char *const *)items)[index];
+}
+
+static void test_config_find_duplicate_reports_earliest_second(void **state)
+{
+    (void)state;
+    static const char *const none[] = {"a", "b", "c"};
+    static const char *const names[] = {"z", "b", "a", "b", "a", "z"};
+    size_t second = 99, first = 99;
+    assert_int_equal(config_find_duplicate(none, 3, string_at, &second, &first), 0);
+    assert_int_equal(config_find_duplicate(none, 0, string_at, &second, &first), 0);
+    assert_int_equal(second, 99);
+    /* "b" repeats at 3, before "a" at 4 and "z" at 5. */
+    assert_int_equal(config_find_duplicate(names, 6, string_at, &second, &first), 1);
+    assert_int_equal(second, 3);
+    assert_int_equal(first, 1);
+    assert_int_equal(config_find_duplicate(names, 6, string_at, &second, NULL), 1);
+    assert_int_equal(second, 3);
+
+    static const char *const triple[] = {"x", "y", "x", "x"};
+    assert_int_equal(config_find_duplicate(triple, 4, string_at, &second, &first), 1);
+    assert_int_equal(second, 2);
+    assert_int_equal(first, 0);
+}
+
+static void test_config_array_reserve_grows_at_powers_of_two(void **state)
+{
+    (void)state;
+    unsigned *items = NULL;
+    for (unsigned count = 0; count < 40; count++) {
+        unsigned *grown = config_array_reserve(items, count, sizeof(*items));
+        assert_non_null(grown);
+        bool must_grow = count == 0 || (count >= 4 && (count & (count - 1)) == 0);
+        if (!must_grow)
+            assert_ptr_equal(grown, items);
+        items = grown;
+        items[count] = count * 3; /* ASan flags a write past the capacity */
+    }
+    for (unsigned i = 0; i < 40; i++)
+        assert_int_equal(items[i], i * 3);
+    assert_null(config_array_reserve(items, 1u << 20, SIZE_MAX / 4));
+    free(items);
+}
+
+struct load_probe {
+    const char *seen_alpha; /* copied out of the tree while it is alive */
+    char alpha[16];
+    const char *source_seen;
+    char **source_file;
+    int rc;
+};
+
+static int load_probe_read(void *ctx, const struct config_node *root, struct config_error *err)
+{
+    struct load_probe *probe = ctx;
+    const struct config_node *alpha = config_map_get(root, "alpha");
+    snprintf(probe->alpha, sizeof(probe->alpha), "%s", alpha ? alpha->scalar : "");
+    probe->seen_alpha = probe->alpha;
+    /* Relative paths are resolved while reading, so the source is already known. */
+    probe->source_seen = *probe->source_file;
+    if (probe->rc != 0)
+        return config_fail(err, alpha, "refused");
+    return 0;
+}
+
+static void test_config_load_file_records_source_and_reads_tree(void **state)
+{
+    (void)state;
+    char *source = NULL;
+    struct load_probe probe = {.source_file = &source};
+    struct config_error err = {0};
+    assert_int_equal(config_load_file(DATA "nested.yaml", &source, load_probe_read, &probe, &err),
+                     0);
+    assert_string_equal(source, DATA "nested.yaml");
+    assert_ptr_equal(probe.source_seen, source);
+    assert_string_equal(probe.seen_alpha, "1");
+    free(source);
+
+    source = NULL;
+    probe = (struct load_probe){.source_file = &source, .rc = BALLAST_EINVAL};
+    assert_int_equal(config_load_file(DATA "nested.yaml", &source, load_probe_read, &probe, &err),
+                     BALLAST_EINVAL);
+    assert_error(&err, 2, "refused");
+    free(source);
+
+    /* A file that cannot be read never reaches read_tree. */
+    source = NULL;
+    probe = (struct load_probe){.source_file = &source};
+    assert_int_equal(
+        config_load_file(DATA "does-not-exist.yaml", &source, load_probe_read, &probe, &err),
+        BALLAST_EIO);
+    assert_null(source);
+    assert_null(probe.seen_alpha);
+}
+
+struct sample {
+    bool flag;
+    uint16_t port;
+    uint32_t timeout_ms;
+    uint32_t ttl;
+    uint32_t shards;
+    uint64_t size;
+    uint32_t count;
+};
+
+static const struct config_key_spec sample_specs[] = {
+    CONFIG_KEY("net", "flag", BOOL, 0, 1, struct sample, flag),
+    CONFIG_KEY("net", "port", COUNT, 1, 65535, struct sample, port),
+    CONFIG_KEY("net", "timeout", DURATION, 10, 60000, struct sample, timeout_ms),
+    CONFIG_KEY("cache", "ttl", TTL, 0, 86400000, struct sample, ttl),
+    CONFIG_KEY("cache", "shards", POWER_OF_TWO, 1, 1024, struct sample, shards),
+    CONFIG_KEY("cache", "size", SIZE, 1024, 1ull << 40, struct sample, size),
+    CONFIG_KEY("other", "count", COUNT, 0, 10, struct sample, count),
+};
+#define SAMPLE_SPEC_COUNT (sizeof(sample_specs) / sizeof(sample_specs[0]))
+
+static int parse_value(const char *text, size_t spec, uint64_t *value, struct config_error *err)
+{
+    struct config_node node = {
+        .kind = CONFIG_SCALAR, .file = "f", .line = 1, .scalar = (char *)text};
+    return config_value_parse(&node, &sample_specs[spec], value, err);
+}
+
+static void test_config_value_parse_by_type(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        size_t spec; /* index in sample_specs */
+        int rc;
+        uint64_t value;     /* when rc is 0 */
+        const char *reason; /* when it is not */
+    } cases[] = {
+        {"yes", 0, 0, 1, NULL},
+        {"5353", 1, 0, 5353, NULL},
+        {"0", 1, BALLAST_EINVAL, 0, "expected an integer between 1 and 65535, got '0'"},
+        {"2s", 2, 0, 2000, NULL},
+        {"2h", 3, 0, 7200, NULL},
+        {"1500ms", 3, BALLAST_EINVAL, 0, "expected a whole number of seconds, got '1500ms'"},
+        {"64", 4, 0, 64, NULL},
+        {"48", 4, BALLAST_EINVAL, 0, "expected a power of two between 1 and 1024, got '48'"},
+        {"2048", 4, BALLAST_EINVAL, 0, "expected an integer between 1 and 1024, got '2048'"},
+        {"64k", 5, 0, 65536, NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct config_error err = {0};
+        uint64_t value = 0;
+        assert_int_equal(parse_value(cases[i].text, cases[i].spec, &value, &err), cases[i].rc);
+        if (cases[i].rc == 0)
+            assert_int_equal(value, cases[i].value);
+        else
+            assert_string_equal(err.reason, cases[i].reason);
+    }
+}
+
+static void test_config_value_store_by_width(void **state)
+{
+    (void)state;
+    struct sample s;
+    memset(&s, 0xff, sizeof(s));
+    config_value_store(&s, &sample_specs[0], 0);
+    config_value_store(&s, &sample_specs[1], 5353);
+    config_value_store(&s, &sample_specs[2], 70000);
+    config_value_store(&s, &sample_specs[5], 1ull << 40);
+    assert_false(s.flag);
+    assert_int_equal(s.port, 5353);
+    assert_int_equal(s.timeout_ms, 70000);
+    assert_int_equal(s.size, 1ull << 40);
+    /* Neighbours are untouched. */
+    assert_int_equal(s.ttl, UINT32_MAX);
+    config_value_store(&s, &sample_specs[0], 1);
+    assert_true(s.flag);
+}
+
+static const char *const sample_extras[] = {"hints", NULL};
+
+/* Read the cache section of text (with sample_extras) into s; returns the result. */
+static int read_cache_section(const char *text, struct sample *s, struct config_error *err)
+{
+    struct config_node *root = parse_ok(text);
+    const struct config_node *out = NULL;
+    int rc = config_read_section(root, "cache", sample_specs, SAMPLE_SPEC_COUNT, sample_extras, s,
+                                 &out, err);
+    if (rc == 0 && config_map_get(root, "cache") != NULL)
+        assert_ptr_equal(out, config_map_get(root, "cache"));
+    config_free(root);
+    return rc;
+}
+
+static void test_config_read_section_checks_keys_and_reads_specs(void **state)
+{
+    (void)state;
+    struct sample s = {.port = 53, .count = 7};
+    struct config_error err = {0};
+    assert_int_equal(read_cache_section("cache:\n  ttl: 1m\n  size: 1M\n  hints: x\n", &s, &err),
+                     0);
+    assert_int_equal(s.ttl, 60);
+    assert_int_equal(s.size, 1u << 20);
+    /* Keys of other sections are neither read nor accepted. */
+    assert_int_equal(s.port, 53);
+    assert_int_equal(s.count, 7);
+    assert_int_equal(read_cache_section("cache:\n  shards: 4\n  port: 1\n", &s, &err),
+                     BALLAST_EINVAL);
+    assert_error(&err, 3, "unknown key 'port' (expected one of: ttl, shards, size, hints)");
+    assert_int_equal(s.shards, 0);
+
+    assert_int_equal(read_cache_section("cache:\n  size: 1M\n  shards: 3\n", &s, &err),
+                     BALLAST_EINVAL);
+    assert_error(&err, 3, "shards: expected a power of two between 1 and 1024, got '3'");
+    assert_int_equal(read_cache_section("cache: [1]\n", &s, &err), BALLAST_EINVAL);
+    assert_error(&err, 1, "cache: expected a map");
+}
+
+static void test_config_read_section_absent_or_empty_reads_nothing(void **state)
+{
+    (void)state;
+    struct sample s = {.ttl = 5};
+    struct config_error err = {0};
+    struct config_node *root = parse_ok("net:\nother: {count: 3}\n");
+    const struct config_node *out = (const struct config_node *)1;
+    assert_int_equal(
+        config_read_section(root, "net", sample_specs, SAMPLE_SPEC_COUNT, NULL, &s, &out, &err), 0);
+    assert_null(out);
+    out = (const struct config_node *)1;
+    assert_int_equal(
+        config_read_section(root, "cache", sample_specs, SAMPLE_SPEC_COUNT, NULL, &s, &out, &err),
+        0);
+    assert_null(out);
+    assert_int_equal(s.ttl, 5);
+    /* NULL extras: only the section's own specs. */
+    assert_int_equal(
+        config_read_section(root, "other", sample_specs, SAMPLE_SPEC_COUNT, NULL, &s, &out, &err),
+        0);
+    assert_int_equal(s.count, 3);
+    config_free(root);
+}
+
+struct seen_items {
+    const char *text[8];
+    size_t count;
+    int fail_at; /* 1-based item that fails; 0 never */
+};
+
+static int collect_item(void *ctx, const struct config_node *item, struct config_error *err)
+{
+    struct seen_items *seen = ctx;
+    seen->text[seen->count++] = item->scalar;
+    if ((int)seen->count == seen->fail_at)
+        return config_fail(err, item, "refused");
+    return 0;
+}
+
+/* Run config_for_each_address on the value of "v" in text; returns its result. */
+static int for_each_v(const char *text, bool required, struct seen_items *seen,
+                      struct config_error *err)
+{
+    struct config_node *root = parse_ok(text);
+    int rc =
+        config_for_each_address(config_map_get(root, "v"), "to", required, collect_item, seen, err);
+    config_free(root);
+    return rc;
+}
+
+static void test_config_for_each_address_scalar_or_list(void **state)
+{
+    (void)state;
+    struct config_error err = {0};
+    struct seen_items seen = {0};
+    assert_int_equal(for_each_v("v: 10.0.0.1\n", true, &seen, &err), 0);
+    assert_int_equal(seen.count, 1);
+    seen = (struct seen_items){0};
+    assert_int_equal(for_each_v("v: [a, b, c]\n", true, &seen, &err), 0);
+    assert_int_equal(seen.count, 3);
+
+    seen = (struct seen_items){.fail_at = 2};
+    assert_int_equal(for_each_v("v: [a, b, c]\n", true, &seen, &err), BALLAST_EINVAL);
+    assert_int_equal(seen.count, 2);
+    assert_string_equal(err.reason, "refused");
+
+    seen = (struct seen_items){0};
+    assert_int_equal(for_each_v("v: []\n", true, &seen, &err), BALLAST_EINVAL);
+    assert_string_equal(err.reason, "to: needs at least one address");
+    assert_int_equal(for_each_v("v: ''\n", true, &seen, &err), BALLAST_EINVAL);
+    assert_string_equal(err.reason, "to: needs at least one address");
+    assert_int_equal(seen.count, 0);
+    /* Not required: an empty list adds nothing, an empty scalar is handed on. */
+    assert_int_equal(for_each_v("v: []\n", false, &seen, &err), 0);
+    assert_int_equal(seen.count, 0);
+    assert_int_equal(for_each_v("v: ''\n", false, &seen, &err), 0);
+    assert_int_equal(seen.count, 1);
+
+    assert_int_equal(for_each_v("v: {a: 1}\n", false, &seen, &err), BALLAST_EINVAL);
+    assert_string_equal(err.reason, "to: expected an address or a list of addresses");
+    assert_int_equal(for_each_v("v:\n  - a\n  - [b]\n", false, &seen, &err), BALLAST_EINVAL);
+    assert_error(&err, 3, "to: expected an address, got a list");
+}
+
+struct listen_fixture {
+    struct addr addrs[3];
+    char *texts[3];
+    size_t count;
+};
+
+static struct config_listen_list listen_list(struct listen_fixture *f)
+{
+    return (struct config_listen_list){.addrs = f->addrs,
+                                       .texts = f->texts,
+                                       .count = &f->count,
+                                       .capacity = 3,
+                                       .default_port = 53};
+}
+
+static void listen_fixture_free(struct listen_fixture *f)
+{
+    for (size_t i = 0; i < f->count; i++)
+        free(f->texts[i]);
+}
+
+static void test_config_listen_append_parses_and_refuses_duplicates_and_excess(void **state)
+{
+    (void)state;
+    struct listen_fixture f = {0};
+    struct config_listen_list list = listen_list(&f);
+    struct config_error err = {0};
+    char buf[64];
+    assert_int_equal(config_listen_append(&list, "127.0.0.1", NULL, &err), 0);
+    assert_int_equal(config_listen_append(&list, "::1@5300", NULL, &err), 0);
+    assert_int_equal(f.count, 2);
+    assert_string_equal(f.texts[0], "127.0.0.1");
+    assert_string_equal(addr_format((const struct sockaddr *)&f.addrs[0].ss, buf, sizeof(buf)),
+                        "127.0.0.1@53");
+
+    assert_int_equal(config_listen_append(&list, "127.0.0.1@53", NULL, &err), BALLAST_EINVAL);
+    assert_string_equal(err.file, "command line");
+    assert_string_equal(err.reason,
+                        "duplicate listen address '127.0.0.1@53' (same as '127.0.0.1')");
+    assert_int_equal(config_listen_append(&list, "nowhere", NULL, &err), BALLAST_EINVAL);
+    assert_string_equal(err.reason, "invalid listen address 'nowhere' (expected ADDR[@PORT])");
+
+    struct config_node *root = parse_ok("a: 127.0.0.3\nb: 127.0.0.4\n");
+    assert_int_equal(config_listen_append(&list, "127.0.0.3", config_map_get(root, "a"), &err), 0);
+    assert_int_equal(config_listen_append(&list, "127.0.0.4", config_map_get(root, "b"), &err),
+                     BALLAST_ELIMIT);
+    assert_string_equal(err.file, "t.yaml");
+    assert_error(&err, 2, "too many listen addresses (limit is 3)");
+    assert_int_equal(f.count, 3);
+    config_free(root);
+    listen_fixture_free(&f);
+}
+
+struct server_fixture {
+    struct listen_fixture listen;
+    unsigned workers;
+    enum log_level level;
+    char *control;
+    char *pid;
+};
+
+static int read_server(const char *text, struct server_fixture *s, bool with_workers,
+                       struct config_error *err)
+{
+    struct config_node *root = parse_ok(text);
+    const struct config_server_fields fields = {
+        .listen = listen_list(&s->listen),
+        .listen_required = true,
+        .workers = with_workers ? &s->workers : NULL,
+        .log_level = &s->level,
+        .control_path = &s->control,
+        .pid_file = &s->pid,
+    };
+    int rc = config_read_server_fields(root, "etc/d.yaml", &fields, err);
+    config_free(root);
+    return rc;
+}
+
+static void server_fixture_free(struct server_fixture *s)
+{
+    listen_fixture_free(&s->listen);
+    free(s->control);
+    free(s->pid);
+}
+
+static void test_config_read_server_fields_fills_each_field(void **state)
+{
+    (void)state;
+    struct server_fixture s = {.level = LOG_LEVEL_INFO, .workers = 9};
+    struct config_error err = {0};
+    assert_int_equal(
+        read_server("listen:\n  - 127.0.0.1@5300\n  - ::1\nworkers: 4\nlog-level: debug\n"
+                    "control: run/d.sock\npid-file: /run/d.pid\n",
+                    &s, true, &err),
+        0);
+    assert_int_equal(s.listen.count, 2);
+    assert_string_equal(s.listen.texts[1], "::1");
+    assert_int_equal(s.workers, 4);
+    assert_int_equal(s.level, LOG_LEVEL_DEBUG);
+    assert_string_equal(s.control, "etc/run/d.sock");
+    assert_string_equal(s.pid, "/run/d.pid");
+    server_fixture_free(&s);
+
+    /* Without a workers field the key is left to the caller (a key spec). */
+    s = (struct server_fixture){.workers = 9};
+    assert_int_equal(read_server("workers: nonsense\n", &s, false, &err), 0);
+    assert_int_equal(s.workers, 9);
+    server_fixture_free(&s);
+}
+
+static void test_config_read_server_fields_errors_name_key_in_order(void **state)
+{
+    (void)state;
+    struct server_fixture s = {0};
+    struct config_error err = {0};
+    /* listen is read first, so its error wins over the bad workers below it. */
+    assert_int_equal(read_server("workers: x\nlisten: []\n", &s, true, &err), BALLAST_EINVAL);
+    assert_error(&err, 2, "listen: needs at least one address");
+    assert_int_equal(read_server("workers: 999\n", &s, true, &err), BALLAST_EINVAL);
+    assert_string_equal(err.reason, "workers: expected an integer between 0 and 256, got '999'");
+    assert_int_equal(read_server("log-level: loud\n", &s, true, &err), BALLAST_EINVAL);
+    assert_string_equal(err.reason, "log-level: expected error, warn, info or debug, got 'loud'");
+    assert_int_equal(read_server("pid-file: [a]\n", &s, true, &err), BALLAST_EINVAL);
+    assert_string_equal(err.reason, "pid-file: expected a scalar, got a list");
+    assert_null(s.pid);
+    server_fixture_free(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -514,6 +1075,23 @@ int main(void)
         cmocka_unit_test(test_config_get_string_and_bool),
         cmocka_unit_test(test_config_durations_parse_units_and_reject_junk),
         cmocka_unit_test(test_config_sizes_parse_units_and_reject_junk),
+        cmocka_unit_test(test_config_fail_or_cmdline_names_command_line_without_node),
+        cmocka_unit_test(test_config_nomem_and_name_key),
+        cmocka_unit_test(test_config_resolve_path_joins_relative_to_config_dir),
+        cmocka_unit_test(test_config_section_absent_empty_or_wrong_kind),
+        cmocka_unit_test(test_config_get_text_requires_non_empty_scalar),
+        cmocka_unit_test(test_config_read_path_resolves_and_replaces),
+        cmocka_unit_test(test_config_find_duplicate_reports_earliest_second),
+        cmocka_unit_test(test_config_array_reserve_grows_at_powers_of_two),
+        cmocka_unit_test(test_config_load_file_records_source_and_reads_tree),
+        cmocka_unit_test(test_config_value_parse_by_type),
+        cmocka_unit_test(test_config_value_store_by_width),
+        cmocka_unit_test(test_config_read_section_checks_keys_and_reads_specs),
+        cmocka_unit_test(test_config_read_section_absent_or_empty_reads_nothing),
+        cmocka_unit_test(test_config_for_each_address_scalar_or_list),
+        cmocka_unit_test(test_config_listen_append_parses_and_refuses_duplicates_and_excess),
+        cmocka_unit_test(test_config_read_server_fields_fills_each_field),
+        cmocka_unit_test(test_config_read_server_fields_errors_name_key_in_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
