@@ -19,7 +19,7 @@
 #define FEED_REASON_MAX 256
 
 struct feed_limits {
-    size_t max_bytes;    /* document size (default 1 MiB) */
+    size_t max_bytes;    /* document size (default 16 MiB) */
     size_t max_members;  /* entries (default 100000) */
     uint64_t max_age_s;  /* timestamp older than now - max_age is stale (default 300) */
     uint64_t max_skew_s; /* timestamp in the future by more than this is rejected (default 60) */

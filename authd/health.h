@@ -25,9 +25,9 @@ struct health_params {
 };
 void health_params_defaults(struct health_params *params);
 
-/* What one member's checks say. `observed` is the probe/feed verdict after rise/fall and
- * damping; whether the member is actually withdrawn from answers is decided per pool by
- * health_pool_apply() (velocity control). */
+/* What one member's checks say. `observed` is the probes' state after rise/fall; damping and a
+ * feed override are applied on top by health_member_verdict(). Whether the member is actually
+ * withdrawn from answers is decided per pool by health_pool_apply() (velocity control). */
 struct health_member {
     enum health_state observed;
     uint64_t since_ms;                        /* when observed last changed (or start) */
@@ -49,8 +49,9 @@ struct health_member {
 void health_member_init(struct health_member *member, const struct health_params *params,
                         uint64_t now_ms);
 /* Record one probe result (error may be NULL on success). Returns true when `observed`
- * changed. Damping (RFC 2439-style, simplified): when flap_threshold transitions happen within
- * flap_window_ms, the member is held DOWN for flap_holddown_ms whatever the probes say. */
+ * changed (the verdict may still be DOWN while damped). Damping (RFC 2439-style, simplified):
+ * when flap_threshold transitions happen within flap_window_ms, the member is held DOWN for
+ * flap_holddown_ms whatever the probes say. */
 bool health_member_report(struct health_member *member, const struct health_params *params, bool ok,
                           const char *error, uint64_t now_ms);
 /* Apply a feed's verdict, valid for valid_ms. Returns true when the effective verdict changed. */

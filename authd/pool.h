@@ -48,6 +48,8 @@ struct pool_answer {
     uint16_t max_records;         /* per answer, <= count */
     uint16_t level;               /* priority level answering */
     bool fail_open;               /* no member was healthy: this is the never-empty fallback */
+    bool last_healthy;            /* with fail_open: the fallback is the last healthy set kept
+                                     (POOL_LAST_HEALTHY), not all members */
     const uint16_t *weights;      /* count entries */
     const uint16_t *member_index; /* count entries: index into pool_def.members */
     uint32_t total_weight;
@@ -59,9 +61,11 @@ struct pool_answer {
  *  1. the lowest priority level with at least min_healthy serving members answers with its
  *     serving members;
  *  2. else the lowest level with any serving member;
- *  3. else (no member serving): all members when POOL_FAIL_OPEN, or previous's set when
- *     POOL_LAST_HEALTHY and previous is not itself a fail-open set (else all members).
- * *out is owned by the caller (pool_answer_free). Returns 0 or BALLAST_ENOMEM. */
+ *  3. else (no member serving), with fail_open set: all members when POOL_FAIL_OPEN, or
+ *     previous's set (last_healthy set too) when POOL_LAST_HEALTHY and previous is not itself an
+ *     all-members fail-open set (else all members).
+ * *out is owned by the caller (pool_answer_free). Returns 0, BALLAST_ENOMEM, or BALLAST_EINVAL
+ * for a pool without members (or more than POOL_MAX_MEMBERS). */
 int pool_build_answer(const struct pool_def *def, const bool *serving,
                       const struct pool_answer *previous, struct pool_answer **out);
 void pool_answer_free(struct pool_answer *answer);

@@ -1,0 +1,1 @@
+huEXImAqE1JKHHmqXgqeH+wQh6Ya1OLPy0WhtSSdl8aAVB1ykTym8WkNlK4qNWw+7bao9tIkqItjr4qUYw9QBw==

@@ -1,0 +1,1 @@
+a68wf3Zu213FL5ulanTd8HOqbypUoR4t2H6+uDBnYfKrrap61CuL5vbBo3ZCzh0g0lITIFzVmvusuF9vUmn+Ag==
