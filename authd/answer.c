@@ -5,12 +5,14 @@
 #include <string.h>
 
 #include "errors.h"
+#include "healthd.h"
 #include "wire.h"
 
 #define ANSWER_QUESTION_OFFSET WIRE_HEADER_LEN
 #define ANSWER_OPT_LEN 11         /* root owner, TYPE, CLASS, TTL, RDLENGTH=0 */
 #define ANSWER_MAX_TARGETS 32     /* names considered for additional-section processing */
 #define ANSWER_MAX_CHAIN_NAMES 64 /* hard ceiling for CNAME loop detection */
+#define ANSWER_POOL_SCRATCH 65536 /* a pool's records picked for one RRset */
 
 enum answer_section { SECTION_ANSWER = 0, SECTION_AUTHORITY = 1, SECTION_ADDITIONAL = 2 };
 
@@ -26,6 +28,7 @@ struct answer_builder {
     const struct wire_query *query;
     const struct limits *limits;
     const struct zone *zone;
+    const struct healthd *health; /* NULL: static zone data only */
     uint16_t counts[3];
     uint16_t rcode;
     bool authoritative;
@@ -122,6 +125,25 @@ static void answer_lookup(const struct zone *zone, const uint8_t *name, size_t l
     }
     out->kind = LOOKUP_NXDOMAIN;
     out->node = NULL;
+}
+
+/* The RRset of type at node: the zone's, or, when a health-checked pool owns this name and
+ * type, the records the pool answers with now (picked per query: weights, maximum, rotation).
+ * A picked RRset lives in a per-thread scratch buffer until the next call. */
+static const struct zone_rrset *answer_rrset(const struct answer_builder *b,
+                                             const struct zone_node *node, uint16_t type)
+{
+    static _Thread_local uint8_t scratch[ANSWER_POOL_SCRATCH];
+    static _Thread_local struct zone_rrset picked;
+    static _Thread_local uint32_t rotation;
+    const struct zone_rrset *rrset = zone_node_rrset(node, type);
+    if (!rrset || !b->health ||
+        (type != WIRE_TYPE_A && type != WIRE_TYPE_AAAA && type != WIRE_TYPE_CNAME))
+        return rrset;
+    const struct pool_answer *pool = healthd_find(b->health, node->name, node->name_len, type);
+    if (!pool || pool_answer_pick(pool, rotation++, scratch, sizeof scratch, &picked) != 0)
+        return rrset;
+    return &picked;
 }
 
 /* --- writing records ---------------------------------------------------------------------- */
@@ -245,7 +267,7 @@ static void answer_put_additional(struct answer_builder *b)
             target->referral_glue && b->referral_cut &&
             wire_name_is_subdomain(target->name, target->len, b->referral_cut, b->referral_cut_len);
         for (size_t t = 0; t < sizeof address_types / sizeof address_types[0]; t++) {
-            const struct zone_rrset *rrset = zone_node_rrset(node, address_types[t]);
+            const struct zone_rrset *rrset = answer_rrset(b, node, address_types[t]);
             if (!rrset)
                 continue;
             if (answer_put_rrset(b, SECTION_ADDITIONAL, node->name, node->name_len, rrset,
@@ -297,6 +319,7 @@ static void answer_resolve(struct answer_builder *b)
     size_t name_len = q->qname_len;
     const uint8_t *owner = NULL; /* NULL: the query name as the client spelled it */
     const uint8_t *seen[ANSWER_MAX_CHAIN_NAMES];
+    uint8_t chain[ANSWER_MAX_CHAIN_NAMES][WIRE_NAME_MAX]; /* targets copied out of scratch */
     unsigned seen_count = 0;
     unsigned chain_limit = b->limits->cname_chain;
     if (chain_limit > ANSWER_MAX_CHAIN_NAMES - 1)
@@ -317,7 +340,7 @@ static void answer_resolve(struct answer_builder *b)
         }
         const struct zone_node *node = found.node;
         const struct zone_rrset *rrset =
-            q->qtype == WIRE_TYPE_ANY ? answer_any_rrset(node) : zone_node_rrset(node, q->qtype);
+            q->qtype == WIRE_TYPE_ANY ? answer_any_rrset(node) : answer_rrset(b, node, q->qtype);
         if (rrset) {
             /* An NS answer may carry glue below a cut too, like a referral (the root zone's
              * a.root-servers.net addresses, for instance). */
@@ -325,7 +348,7 @@ static void answer_resolve(struct answer_builder *b)
                 answer_collect_targets(b, rrset, rrset->type == WIRE_TYPE_NS);
             return;
         }
-        const struct zone_rrset *cname = zone_node_rrset(node, WIRE_TYPE_CNAME);
+        const struct zone_rrset *cname = answer_rrset(b, node, WIRE_TYPE_CNAME);
         if (!cname) {
             answer_put_negative(b); /* NODATA (RFC 2308 §2.2), including empty non-terminals */
             return;
@@ -333,8 +356,10 @@ static void answer_resolve(struct answer_builder *b)
         if (answer_put_or_truncate(b, SECTION_ANSWER, owner, name_len, cname, cname->ttl) != 0)
             return;
         /* RFC 1034 §4.3.2 step 3a: restart with the canonical name if it is in this zone. */
-        const uint8_t *target = cname->data + 2;
-        size_t target_len = wire_name_length(target, wire_read_u16(cname->data));
+        size_t target_len = wire_name_length(cname->data + 2, wire_read_u16(cname->data));
+        const uint8_t *target = chain[hops];
+        if (target_len > 0)
+            memcpy(chain[hops], cname->data + 2, target_len);
         seen[seen_count++] = name;
         if (target_len == 0 || hops + 1 >= chain_limit ||
             !wire_name_is_subdomain(target, target_len, b->zone->apex, b->zone->apex_len) ||
@@ -421,6 +446,14 @@ size_t answer_query(const struct zone_set *zones, const struct limits *limits, c
                     size_t query_len, uint8_t *resp, size_t resp_cap, bool over_tcp,
                     struct answer_info *info)
 {
+    return answer_query_health(zones, NULL, limits, query, query_len, resp, resp_cap, over_tcp,
+                               info);
+}
+
+size_t answer_query_health(const struct zone_set *zones, const struct healthd *health,
+                           const struct limits *limits, const uint8_t *query, size_t query_len,
+                           uint8_t *resp, size_t resp_cap, bool over_tcp, struct answer_info *info)
+{
     struct wire_query q;
     memset(info, 0, sizeof *info);
     int rc = wire_parse_query(query, query_len, &q);
@@ -450,6 +483,7 @@ size_t answer_query(const struct zone_set *zones, const struct limits *limits, c
     b.query = &q;
     b.limits = limits;
     b.zone = NULL;
+    b.health = health;
     memset(b.counts, 0, sizeof b.counts);
     b.rcode = WIRE_RCODE_NOERROR;
     b.authoritative = false;

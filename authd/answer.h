@@ -33,4 +33,11 @@ size_t answer_query(const struct zone_set *zones, const struct limits *limits, c
                     size_t query_len, uint8_t *resp, size_t resp_cap, bool over_tcp,
                     struct answer_info *info);
 
+/* The same, with health-checked pools (NULL: none): an RRset owned by a pool is answered with
+ * the members the pool publishes. Call inside an RCU read-side critical section. */
+struct healthd;
+size_t answer_query_health(const struct zone_set *zones, const struct healthd *health,
+                           const struct limits *limits, const uint8_t *query, size_t query_len,
+                           uint8_t *resp, size_t resp_cap, bool over_tcp, struct answer_info *info);
+
 #endif

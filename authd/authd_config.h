@@ -1,5 +1,6 @@
-/* ballast-authd configuration: the YAML schema (server, limits, zones) and the command-line
- * shortcut (--listen/--zone without a file), both producing one struct authd_config. */
+/* ballast-authd configuration: the YAML schema (server, limits, zones, health) and the
+ * command-line shortcut (--listen/--zone without a file), both producing one struct authd_config.
+ */
 #ifndef BALLAST_AUTHD_CONFIG_H
 #define BALLAST_AUTHD_CONFIG_H
 
@@ -8,11 +9,15 @@
 
 #include "addr.h"
 #include "config.h"
+#include "healthd.h"
 #include "limit.h"
 #include "log.h"
 
 #define AUTHD_DEFAULT_PORT 53
 #define AUTHD_MAX_LISTEN 64
+/* Health section limits (docs/health.md); members per pool are capped by POOL_MAX_MEMBERS. */
+#define HEALTH_MAX_POOLS 1000
+#define HEALTH_MAX_FEEDS 16
 
 struct authd_zone_config {
     char *name; /* zone apex as written, e.g. "example.test" */
@@ -31,14 +36,17 @@ struct authd_config {
     struct limits limits;
     struct authd_zone_config *zones;
     size_t zone_count;
+    struct healthd_config health; /* pools and feeds; empty when the file has no health section */
+    unsigned *health_pool_lines;  /* line of each pool's name in source_file, for errors */
 };
 
 /* Defaults: no listeners, no zones, workers 0, log info, default limits, no control socket. */
 void authd_config_init(struct authd_config *cfg);
 void authd_config_free(struct authd_config *cfg);
 
-/* Load and validate a YAML file (schema in docs/configuration.md). Unknown keys, bad values and
- * duplicate zones are errors with file:line. On error cfg is left freed/initialised. */
+/* Load and validate a YAML file (schema in docs/configuration.md and docs/health.md). Unknown
+ * keys, bad values, duplicate zones, pools and members are errors with file:line. On error cfg is
+ * left freed/initialised. */
 int authd_config_load(const char *path, struct authd_config *cfg, struct config_error *err);
 
 /* Add a listen address "ADDR[@PORT]" (port defaults to 53). */
@@ -46,7 +54,8 @@ int authd_config_add_listen(struct authd_config *cfg, const char *text, struct c
 /* Add a zone "NAME:FILE" (as given to --zone). */
 int authd_config_add_zone_arg(struct authd_config *cfg, const char *arg, struct config_error *err);
 
-/* Final checks: at least one listener and one zone, no duplicate zone names. */
+/* Final checks: at least one listener and one zone, no duplicate zone names, every health pool
+ * inside a configured zone (and no CNAME pool at a zone apex). */
 int authd_config_validate(const struct authd_config *cfg, struct config_error *err);
 
 #endif

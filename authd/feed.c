@@ -266,7 +266,7 @@ static int feed_sort_compare(const void *a, const void *b)
 }
 
 /* The same member twice is ambiguous (which state wins?), so the feed is refused. Sorting keeps
- * this O(n log n) at max-feed-members; the duplicate reported is the first in document order. */
+ * this O(n log n) at max-members; the duplicate reported is the first in document order. */
 static int feed_reject_duplicates(const struct feed_doc *doc, char *reason, size_t reason_len)
 {
     if (doc->count < 2)
@@ -304,7 +304,7 @@ static int feed_parse_members(const json_t *members, const struct feed_limits *l
     size_t count = json_array_size(members);
     if (count > limits->max_members)
         return feed_fail(reason, reason_len, BALLAST_ELIMIT,
-                         "feed has %zu members, limit is %zu (max-feed-members)", count,
+                         "feed has %zu members, limit is %zu (max-members)", count,
                          limits->max_members);
     if (count == 0)
         return 0; /* parsed; feed_check refuses to apply it */
@@ -356,7 +356,7 @@ int feed_parse(const char *text, size_t len, const struct feed_limits *limits, s
     /* Size is checked before any parsing: an oversized input costs nothing (DESIGN.md). */
     if (len > limits->max_bytes)
         return feed_fail(reason, reason_len, BALLAST_ELIMIT,
-                         "feed is %zu bytes, limit is %zu (max-feed-size)", len, limits->max_bytes);
+                         "feed is %zu bytes, limit is %zu (max-size)", len, limits->max_bytes);
     json_error_t error;
     json_t *root = json_loadb(text != NULL ? text : "", len, JSON_REJECT_DUPLICATES, &error);
     if (root == NULL) {
@@ -479,12 +479,12 @@ int feed_check(const struct feed_doc *doc, uint64_t last_generation, uint64_t no
     if (doc->timestamp < now_s && now_s - doc->timestamp > limits->max_age_s)
         return feed_fail(reason, reason_len, BALLAST_EINVAL,
                          "feed is stale: timestamp %" PRIu64 " is %" PRIu64
-                         " s old, limit is %" PRIu64 " s (max-feed-age)",
+                         " s old, limit is %" PRIu64 " s (max-age)",
                          doc->timestamp, now_s - doc->timestamp, limits->max_age_s);
     if (doc->timestamp > now_s && doc->timestamp - now_s > limits->max_skew_s)
         return feed_fail(reason, reason_len, BALLAST_EINVAL,
                          "feed timestamp %" PRIu64 " is %" PRIu64
-                         " s in the future, limit is %" PRIu64 " s (max-feed-skew)",
+                         " s in the future, limit is %" PRIu64 " s (max-skew)",
                          doc->timestamp, doc->timestamp - now_s, limits->max_skew_s);
     /* DESIGN.md "never publish an empty answer": an empty feed is a broken producer. */
     if (doc->count == 0)

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <urcu/pointer.h>
 #include <urcu/urcu-memb.h>
@@ -18,7 +19,7 @@
 #include "wire.h"
 
 #define HEALTHD_TICK_MS 1000 /* re-apply velocity windows, damping ends, feed expiry */
-#define HEALTHD_PROBE_KEY_MAX 768
+#define HEALTHD_PROBE_KEY_MAX PROBE_SPEC_KEY_MAX
 
 struct hd_ref {
     size_t pool;
@@ -228,7 +229,8 @@ static void healthd_on_probe(void *ctx, bool ok, const char *error, uint32_t lat
         if (health_member_report(member, &pool->params[m], ok, error, now)) {
             log_info("health_transition", "pool=%s member=%s state=%s probe=\"%s\" error=\"%s\"",
                      pool->def.name, pool->def.members[m].text,
-                     healthd_state_name(member->observed), probe->key, ok ? "" : error);
+                     healthd_state_name(health_member_verdict(member, now)), probe->key,
+                     ok ? "" : error);
         }
         touched[probe->refs[r].pool] = true;
     }
@@ -284,14 +286,27 @@ static void healthd_feed_reject(struct hd_feed *feed, const char *reason)
     log_warn("feed_rejected", "feed=%s reason=\"%s\" kept=last_good", feed->cfg.url, reason);
 }
 
+/* Pool names compare without regard to case or a trailing dot on the owner
+ * ("API.example.test./A" is "api.example.test/A"). */
+static bool healthd_pool_name_equal(const char *configured, const char *given)
+{
+    const char *slash_c = strrchr(configured, '/'), *slash_g = strrchr(given, '/');
+    if (!slash_c || !slash_g || strcasecmp(slash_c, slash_g) != 0)
+        return false;
+    size_t len_c = (size_t)(slash_c - configured), len_g = (size_t)(slash_g - given);
+    if (len_g > 1 && given[len_g - 1] == '.')
+        len_g--;
+    return len_c == len_g && strncasecmp(configured, given, len_c) == 0;
+}
+
 static bool healthd_find_member(struct healthd *hd, const char *pool_name, const char *member,
                                 size_t *p_out, size_t *m_out)
 {
     for (size_t p = 0; p < hd->pool_count; p++) {
-        if (strcmp(hd->pools[p].def.name, pool_name) != 0)
+        if (!healthd_pool_name_equal(hd->pools[p].def.name, pool_name))
             continue;
         for (size_t m = 0; m < hd->pools[p].def.count; m++)
-            if (strcmp(hd->pools[p].def.members[m].text, member) == 0) {
+            if (strcasecmp(hd->pools[p].def.members[m].text, member) == 0) {
                 *p_out = p;
                 *m_out = m;
                 return true;

@@ -29,8 +29,11 @@ struct probe_spec {
     uint32_t timeout_ms;      /* one probe (default 2 s, < interval) */
 };
 
-/* A canonical text of a spec ("tcp 192.0.2.10@443", "http http://... 200 'ok'"), used to share
- * one probe between pools that check the same target. */
+/* A canonical text of a spec ("tcp 192.0.2.10@443 interval=10000 timeout=2000", "http
+ * 192.0.2.10@80 http://... status=200 interval=... timeout=... body='ok'"), used to share one
+ * probe between pools that check the same target. Every field that changes the check is in it;
+ * a buffer shorter than PROBE_SPEC_KEY_MAX may cut it (and make distinct specs collide). */
+#define PROBE_SPEC_KEY_MAX 4096
 void probe_spec_key(const struct probe_spec *spec, char *buf, size_t len);
 
 /* ok false comes with a short error ("connect: connection refused", "timeout after 2000 ms",
@@ -47,7 +50,12 @@ int prober_create(uv_loop_t *loop, struct prober **out);
 void prober_free(struct prober *prober);
 
 /* Start probing spec (copied) every interval; the first probe runs after a random delay in
- * [0, interval) (jitter), later ones every interval +/- 10 %. */
+ * [0, interval) (jitter), later ones every interval +/- 10 %. At most one run is in flight per
+ * probe: a run still going when the next slot comes makes that slot be skipped. Returns 0,
+ * BALLAST_EINVAL (TCP/DNS need an address with a port; HTTP(S) an address, port 0 = the URL's,
+ * and a URL whose scheme matches the kind), BALLAST_ENOMEM or BALLAST_ECANCELED (prober freed).
+ * cb is never called from inside prober_add, nor after probe_remove (which a callback may call,
+ * for its own probe too). */
 int prober_add(struct prober *prober, const struct probe_spec *spec, probe_result_fn cb, void *ctx,
                struct probe **out);
 void probe_remove(struct probe *probe);
@@ -58,9 +66,12 @@ struct prober_stats {
 };
 void prober_get_stats(const struct prober *prober, struct prober_stats *out);
 
-/* Fetch a document: "file:///path" or a plain path reads the file, http(s):// uses libcurl.
- * More than max_bytes fails ("document larger than N bytes"). cb gets status 0 and the bytes
- * (valid during the call), or an error code and a reason. */
+/* Fetch a document: "file:///path" or a plain path reads the file (on libuv's thread pool;
+ * timeout_ms applies to HTTP(S) only), http(s):// uses libcurl (no redirects, no proxy).
+ * More than max_bytes fails ("document larger than N bytes", BALLAST_ELIMIT). cb gets status 0
+ * and the bytes (valid during the call), or an error code and a reason; it is called exactly
+ * once, later, unless the prober is freed first. Returns 0, or BALLAST_EINVAL (other scheme,
+ * max_bytes 0) and the like, and then cb is never called. timeout_ms 0 means 10 s. */
 typedef void (*probe_fetch_fn)(void *ctx, int status, const uint8_t *data, size_t len,
                                const char *reason);
 int prober_fetch(struct prober *prober, const char *url, size_t max_bytes, uint32_t timeout_ms,

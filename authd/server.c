@@ -16,6 +16,7 @@
 #include "control.h"
 #include "daemon.h"
 #include "errors.h"
+#include "healthd.h"
 #include "listener.h"
 #include "log.h"
 #include "wire.h"
@@ -66,7 +67,8 @@ struct server {
     unsigned worker_count;
     struct workers *threads;
     uv_loop_t loop;
-    struct daemon *daemon; /* signals, control socket, pid file */
+    struct daemon *daemon;  /* signals, control socket, pid file */
+    struct healthd *health; /* NULL without health-checked pools; kept across reloads */
     uint64_t reloads_ok;
     uint64_t reloads_failed;
     time_t started;
@@ -125,8 +127,8 @@ static size_t worker_on_query(void *ctx, const uint8_t *query, size_t query_len,
     worker_bump(worker, over_tcp ? COUNTER_QUERIES_TCP : COUNTER_QUERIES_UDP);
     urcu_memb_read_lock();
     const struct server_snapshot *snapshot = rcu_dereference(worker->server->snapshot);
-    size_t len = answer_query(snapshot->zones, &snapshot->limits, query, query_len, resp, resp_cap,
-                              over_tcp, &info);
+    size_t len = answer_query_health(snapshot->zones, worker->server->health, &snapshot->limits,
+                                     query, query_len, resp, resp_cap, over_tcp, &info);
     urcu_memb_read_unlock();
     worker_count_answer(worker, &info);
     return len;
@@ -225,6 +227,8 @@ static void server_print_stats(struct server *server, struct control_reply *repl
                          (unsigned long long)server->reloads_ok,
                          (unsigned long long)server->reloads_failed,
                          server->snapshot->zones->count);
+    if (server->health)
+        healthd_stats(server->health, reply);
 }
 
 static void server_print_zones(struct server *server, struct control_reply *reply)
@@ -284,6 +288,18 @@ static void server_adopt_config(struct server *server, struct authd_config *next
     char *pid_file = next->pid_file;
     next->pid_file = kept.pid_file;
     kept.pid_file = pid_file;
+    /* The health engine keeps its pools, member states and feeds across reloads; a changed
+     * health section needs a restart (its states would otherwise start over). */
+    if (next->health.pool_count != kept.health.pool_count ||
+        next->health.feed_count != kept.health.feed_count)
+        log_warn("reload_restart_needed",
+                 "reason=\"health pools or feeds changed; restart to apply\"");
+    struct healthd_config health = next->health;
+    next->health = kept.health;
+    kept.health = health;
+    unsigned *lines = next->health_pool_lines;
+    next->health_pool_lines = kept.health_pool_lines;
+    kept.health_pool_lines = lines;
     server->cfg = *next;
     authd_config_free(&kept);
     authd_config_init(next);
@@ -378,13 +394,19 @@ static int server_on_command(void *ctx, int argc, char **argv, struct control_re
         server_print_status(server, reply);
     } else if (strcmp(command, "stats") == 0) {
         server_print_stats(server, reply);
+    } else if (strcmp(command, "health") == 0) {
+        if (server->health)
+            healthd_report(server->health, reply);
+        else
+            control_reply_printf(reply, "no health-checked pools configured\n");
     } else if (strcmp(command, "zones") == 0) {
         server_print_zones(server, reply);
     } else if (strcmp(command, "reload") == 0) {
         return server_reload(server, reply);
     } else {
         control_reply_printf(
-            reply, "unknown command '%s' (expected status, stats, zones, reload, stop)\n", command);
+            reply, "unknown command '%s' (expected status, stats, zones, health, reload, stop)\n",
+            command);
         return BALLAST_EINVAL;
     }
     return BALLAST_OK;
@@ -442,6 +464,13 @@ int server_start(struct authd_config *cfg, struct zone_set *zones, struct server
         return BALLAST_ENOMEM;
     }
     urcu_memb_register_thread();
+    if (server->cfg.health.pool_count > 0 &&
+        healthd_start(&server->cfg.health, &server->health, err_text, err_len) != 0) {
+        urcu_memb_unregister_thread();
+        uv_loop_close(&server->loop);
+        server_free(server);
+        return BALLAST_EINVAL;
+    }
     struct daemon_options options = {
         .name = "authd",
         .control_path = server->cfg.control_path,
@@ -456,6 +485,7 @@ int server_start(struct authd_config *cfg, struct zone_set *zones, struct server
         rc = daemon_open(&server->loop, &options, &server->daemon, err_text, err_len);
     if (rc != 0) {
         workers_stop(server->threads);
+        healthd_stop(server->health);
         uv_loop_close(&server->loop);
         urcu_memb_unregister_thread();
         server_free(server);
@@ -480,6 +510,8 @@ int server_run(struct server *server)
 
     workers_stop(server->threads);
     server->threads = NULL;
+    healthd_stop(server->health); /* after the workers: they read its pools */
+    server->health = NULL;
     daemon_close(server->daemon);
     urcu_memb_unregister_thread();
     log_info("stopped", "queries=%llu",

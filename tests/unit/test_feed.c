@@ -427,7 +427,7 @@ static void test_feed_rejects_oversized_document_before_parsing(void **state)
     limits.max_bytes = len - 1;
     assert_int_equal(feed_parse(text, len, &limits, &doc, reason, sizeof reason), BALLAST_ELIMIT);
     char want[FEED_REASON_MAX];
-    snprintf(want, sizeof want, "feed is %zu bytes, limit is %zu (max-feed-size)", len, len - 1);
+    snprintf(want, sizeof want, "feed is %zu bytes, limit is %zu (max-size)", len, len - 1);
     assert_string_equal(reason, want);
     /* not parsed at all: even garbage of that size gets the size reason */
     memset(text, '!', len);
@@ -450,7 +450,7 @@ static void test_feed_rejects_too_many_members(void **state)
     limits.max_members = 200;
     char *text = make_feed(201, 1, NOW);
     assert_int_equal(parse_text(text, &limits, &doc, reason), BALLAST_ELIMIT);
-    assert_string_equal(reason, "feed has 201 members, limit is 200 (max-feed-members)");
+    assert_string_equal(reason, "feed has 201 members, limit is 200 (max-members)");
     free(text);
     text = make_feed(200, 1, NOW);
     assert_int_equal(parse_text(text, &limits, &doc, reason), 0);
@@ -462,8 +462,8 @@ static void test_feed_rejects_too_many_members(void **state)
 
 static void test_feed_parses_max_members_quickly(void **state)
 {
-    /* duplicate detection must stay O(n log n) at max-feed-members (100000 members are ~6.6 MB,
-     * beyond the default max-feed-size, so that limit is raised here) */
+    /* duplicate detection must stay O(n log n) at max-members (100000 members are ~6.6 MB,
+     * beyond the default max-size, so that limit is raised here) */
     struct feed_limits limits;
     struct feed_doc doc;
     char reason[FEED_REASON_MAX];
@@ -540,9 +540,9 @@ static void test_feed_check_rejects_stale_timestamp(void **state)
     check_doc(2, NOW - 301, 1, &doc);
     assert_int_equal(feed_check(&doc, 1, NOW, &limits, reason, sizeof reason), BALLAST_EINVAL);
     assert_string_equal(reason, "feed is stale: timestamp 1763899699 is 301 s old, limit is 300 s "
-                                "(max-feed-age)");
+                                "(max-age)");
     feed_doc_free(&doc);
-    check_doc(2, NOW - 300, 1, &doc); /* exactly max-feed-age old: still fresh */
+    check_doc(2, NOW - 300, 1, &doc); /* exactly max-age old: still fresh */
     assert_int_equal(feed_check(&doc, 1, NOW, &limits, reason, sizeof reason), 0);
     feed_doc_free(&doc);
 }
@@ -555,7 +555,7 @@ static void test_feed_check_age_does_not_underflow_near_epoch(void **state)
     assert_int_equal(feed_check(&doc, 1, 100, NULL, reason, sizeof reason), 0);
     assert_int_equal(feed_check(&doc, 1, 301, NULL, reason, sizeof reason), BALLAST_EINVAL);
     assert_string_equal(reason, "feed is stale: timestamp 0 is 301 s old, limit is 300 s "
-                                "(max-feed-age)");
+                                "(max-age)");
     feed_doc_free(&doc);
 }
 
@@ -568,7 +568,7 @@ static void test_feed_check_rejects_future_timestamp(void **state)
     check_doc(2, NOW + 61, 1, &doc);
     assert_int_equal(feed_check(&doc, 1, NOW, &limits, reason, sizeof reason), BALLAST_EINVAL);
     assert_string_equal(reason, "feed timestamp 1763900061 is 61 s in the future, limit is 60 s "
-                                "(max-feed-skew)");
+                                "(max-skew)");
     feed_doc_free(&doc);
     check_doc(2, NOW + 60, 1, &doc); /* within the allowed clock skew */
     assert_int_equal(feed_check(&doc, 1, NOW, &limits, reason, sizeof reason), 0);
@@ -586,12 +586,12 @@ static void test_feed_check_uses_configured_limits(void **state)
     check_doc(2, NOW - 11, 1, &doc);
     assert_int_equal(feed_check(&doc, 1, NOW, &limits, reason, sizeof reason), BALLAST_EINVAL);
     assert_string_equal(reason, "feed is stale: timestamp 1763899989 is 11 s old, limit is 10 s "
-                                "(max-feed-age)");
+                                "(max-age)");
     feed_doc_free(&doc);
     check_doc(2, NOW + 1, 1, &doc);
     assert_int_equal(feed_check(&doc, 1, NOW, &limits, reason, sizeof reason), BALLAST_EINVAL);
     assert_string_equal(reason, "feed timestamp 1763900001 is 1 s in the future, limit is 0 s "
-                                "(max-feed-skew)");
+                                "(max-skew)");
     feed_doc_free(&doc);
 }
 
