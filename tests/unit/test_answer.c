@@ -11,7 +11,9 @@
 
 #include "answer.h"
 #include "errors.h"
+#include "healthd.h"
 #include "wire.h"
+#include <urcu/urcu-memb.h>
 
 #define DATA "tests/unit/data/answer/"
 
@@ -443,6 +445,76 @@ static void test_answer_survives_mutated_packets(void **state)
     }
 }
 
+/* A health-checked pool overrides the zone's static RRset: its members answer, at most
+ * max-records at a time, rotating; names without a pool keep the zone's data. */
+static void test_answer_pool_overrides_static_rrset(void **state)
+{
+    struct healthd_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    struct healthd_pool_config *pool = calloc(1, sizeof *pool);
+    assert_non_null(pool);
+    pool->def.name = strdup("www.example.test/A");
+    size_t owner_len = 0;
+    assert_int_equal(wire_name_from_text("www.example.test", pool->def.owner, &owner_len), 0);
+    pool->def.owner_len = owner_len;
+    pool->def.type = WIRE_TYPE_A;
+    pool->def.ttl = 30;
+    pool->def.count = 3;
+    pool->def.min_healthy = 1;
+    pool->def.max_records = 1;
+    pool->def.members = calloc(3, sizeof *pool->def.members);
+    const char *addresses[] = {"192.0.2.100", "192.0.2.101", "192.0.2.102"};
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(pool_member_parse(WIRE_TYPE_A, addresses[i], &pool->def.members[i]), 0);
+        pool->def.members[i].weight = 1;
+    }
+    pool->checks = calloc(3, sizeof *pool->checks); /* no probes: members are up */
+    for (size_t i = 0; i < 3; i++)
+        health_params_defaults(&pool->checks[i].params);
+    pool->max_withdraw_share = 0.25;
+    pool->withdraw_interval_ms = 10000;
+    cfg.pools = pool;
+    cfg.pool_count = 1;
+    struct healthd *health = NULL;
+    char err[256];
+    assert_int_equal(healthd_start(&cfg, &health, err, sizeof err), 0);
+
+    urcu_memb_register_thread();
+    uint8_t query[512];
+    size_t len = make_query(query, "www.example.test", WIRE_TYPE_A,
+                            &(struct query_options){.edns = true, .udp_size = 1232});
+    bool seen[3] = {false, false, false};
+    for (int i = 0; i < 30; i++) {
+        urcu_memb_read_lock();
+        response_len = answer_query_health(test_zones, health, &test_limits, query, len, response,
+                                           sizeof response, false, &info);
+        urcu_memb_read_unlock();
+        ldns_pkt *p = NULL;
+        assert_int_equal(ldns_wire2pkt(&p, response, response_len), LDNS_STATUS_OK);
+        assert_int_equal(ldns_pkt_ancount(p), 1);
+        char *text = rr_text(ldns_pkt_answer(p), 0);
+        assert_non_null(strstr(text, "\t30\tIN\tA\t192.0.2.10")); /* pool TTL, pool member */
+        seen[text[strlen(text) - 1] - '0'] = true;
+        ldns_pkt_free(p);
+    }
+    assert_true(seen[0] && seen[1] && seen[2]); /* rotation reaches every member */
+    /* other names keep the zone's data */
+    len = make_query(query, "mail.example.test", WIRE_TYPE_A,
+                     &(struct query_options){.edns = true, .udp_size = 1232});
+    urcu_memb_read_lock();
+    response_len = answer_query_health(test_zones, health, &test_limits, query, len, response,
+                                       sizeof response, false, &info);
+    urcu_memb_read_unlock();
+    ldns_pkt *p = NULL;
+    assert_int_equal(ldns_wire2pkt(&p, response, response_len), LDNS_STATUS_OK);
+    assert_string_equal(rr_text(ldns_pkt_answer(p), 0),
+                        "mail.example.test.\t3600\tIN\tA\t192.0.2.20");
+    ldns_pkt_free(p);
+    urcu_memb_unregister_thread();
+    healthd_stop(health);
+    healthd_config_free(&cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -466,6 +538,7 @@ int main(void)
         cmocka_unit_test(test_answer_truncates_over_udp_and_not_over_tcp),
         cmocka_unit_test(test_answer_malformed_notimp_and_drop),
         cmocka_unit_test(test_answer_survives_mutated_packets),
+        cmocka_unit_test(test_answer_pool_overrides_static_rrset),
     };
     return cmocka_run_group_tests(tests, setup_zones, teardown_zones);
 }
