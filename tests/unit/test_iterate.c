@@ -399,6 +399,23 @@ static void test_iterate_refuses_private_upstreams_by_default(void **state)
     assert_int_equal(net.total, 0); /* 127.0.0.1 is never asked */
 }
 
+/* NXNSAttack (CVE-2020-12662): a referral to 20 NS names without glue must not make the
+ * resolver look up all of them. */
+static void test_iterate_ns_name_budget_limits_nxns_amplification(void **state)
+{
+    cfg.resolution.max_ns_names = 3;
+    uint16_t rcode;
+    ldns_pkt *p = resolve("www.nxns.test", WIRE_TYPE_A, &rcode, true);
+    ldns_pkt_free(p);
+    assert_int_equal(rcode, WIRE_RCODE_SERVFAIL);
+    unsigned lookups = 0;
+    for (unsigned i = 0; i < net.log_count; i++)
+        if (strstr(net.log[i], ".other.test. ") && strncmp(net.log[i], "4 ns", 4) == 0)
+            lookups++;
+    assert_true(lookups <= 3 * 2); /* at most max-ns-names names (maybe minimised + full) */
+    assert_true(net.total < 20);
+}
+
 static void test_iterate_qmin_steps(void **state)
 {
     uint8_t target[WIRE_NAME_MAX], out[WIRE_NAME_MAX];
@@ -438,6 +455,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_iterate_cache_only_without_recursion, fresh, cleanup),
         cmocka_unit_test_setup_teardown(test_iterate_refuses_private_upstreams_by_default, fresh,
                                         cleanup),
+        cmocka_unit_test_setup_teardown(test_iterate_ns_name_budget_limits_nxns_amplification,
+                                        fresh, cleanup),
         cmocka_unit_test(test_iterate_qmin_steps),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
