@@ -55,19 +55,6 @@ struct control_server {
     bool closing;
 };
 
-static void control_set_error(char *err_text, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void control_set_error(char *err_text, size_t err_len, const char *fmt, ...)
-{
-    if (err_text == NULL || err_len == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err_text, err_len, fmt, ap);
-    va_end(ap);
-}
-
 /* ---- reply buffer ---- */
 
 static bool control_reply_reserve(struct control_reply *reply, size_t more)
@@ -296,25 +283,25 @@ static int control_remove_stale(const char *path, char *err_text, size_t err_len
     if (lstat(path, &st) != 0)
         return 0;
     if (!S_ISSOCK(st.st_mode)) {
-        control_set_error(err_text, err_len, "%s exists and is not a socket", path);
+        ballast_set_error(err_text, err_len, "%s exists and is not a socket", path);
         return BALLAST_EEXIST;
     }
     struct sockaddr_un sun;
     control_fill_sockaddr(path, &sun);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
-        control_set_error(err_text, err_len, "socket: %s", strerror(errno));
+        ballast_set_error(err_text, err_len, "socket: %s", strerror(errno));
         return BALLAST_ESYS;
     }
     int rc = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
     int saved = errno;
     close(fd);
     if (rc == 0 || saved == EAGAIN) {
-        control_set_error(err_text, err_len, "a daemon is already listening on %s", path);
+        ballast_set_error(err_text, err_len, "a daemon is already listening on %s", path);
         return BALLAST_EEXIST;
     }
     if (unlink(path) != 0 && errno != ENOENT) {
-        control_set_error(err_text, err_len, "remove stale %s: %s", path, strerror(errno));
+        ballast_set_error(err_text, err_len, "remove stale %s: %s", path, strerror(errno));
         return BALLAST_EIO;
     }
     return 0;
@@ -335,7 +322,7 @@ int control_server_open(uv_loop_t *loop, const char *path, control_command_fn on
     *out = NULL;
     struct sockaddr_un sun;
     if (control_fill_sockaddr(path, &sun) != 0) {
-        control_set_error(err_text, err_len, "control socket path too long (max %zu bytes): %s",
+        ballast_set_error(err_text, err_len, "control socket path too long (max %zu bytes): %s",
                           sizeof(sun.sun_path) - 1, path);
         return BALLAST_EINVAL;
     }
@@ -347,7 +334,7 @@ int control_server_open(uv_loop_t *loop, const char *path, control_command_fn on
     if (server == NULL || path_copy == NULL) {
         free(server);
         free(path_copy);
-        control_set_error(err_text, err_len, "out of memory opening %s", path);
+        ballast_set_error(err_text, err_len, "out of memory opening %s", path);
         return BALLAST_ENOMEM;
     }
     server->loop = loop;
@@ -370,7 +357,7 @@ int control_server_open(uv_loop_t *loop, const char *path, control_command_fn on
         rc = uv_listen((uv_stream_t *)&server->pipe, CONTROL_BACKLOG, control_server_on_connection);
     }
     if (rc != 0) {
-        control_set_error(err_text, err_len, "control socket %s: %s: %s", path, step,
+        ballast_set_error(err_text, err_len, "control socket %s: %s: %s", path, step,
                           uv_strerror(rc));
         server->closing = true;
         if (strcmp(step, "bind") != 0)
@@ -421,12 +408,12 @@ static int control_client_connect(const char *path, const struct timespec *deadl
 {
     struct sockaddr_un sun;
     if (control_fill_sockaddr(path, &sun) != 0) {
-        control_set_error(err_text, err_len, "control socket path too long: %s", path);
+        ballast_set_error(err_text, err_len, "control socket path too long: %s", path);
         return BALLAST_EINVAL;
     }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        control_set_error(err_text, err_len, "socket: %s", strerror(errno));
+        ballast_set_error(err_text, err_len, "socket: %s", strerror(errno));
         return BALLAST_EIO;
     }
     /* A Unix connect blocks only while the backlog is full; SO_SNDTIMEO bounds that wait. */
@@ -441,9 +428,9 @@ static int control_client_connect(const char *path, const struct timespec *deadl
         int saved = errno;
         close(fd);
         if (saved == EAGAIN || saved == EINPROGRESS)
-            control_set_error(err_text, err_len, "timed out connecting to %s", path);
+            ballast_set_error(err_text, err_len, "timed out connecting to %s", path);
         else
-            control_set_error(err_text, err_len, "no daemon listening on %s: %s", path,
+            ballast_set_error(err_text, err_len, "no daemon listening on %s: %s", path,
                               strerror(saved));
         return BALLAST_EIO;
     }
@@ -469,9 +456,9 @@ static int control_client_send(int fd, const char *path, const char *line, size_
         if (n < 0 && (errno == EPIPE || errno == ECONNRESET))
             return 0; /* answered and closed before reading all of it: read the reply */
         if (n < 0 && errno != EAGAIN)
-            control_set_error(err_text, err_len, "send to %s: %s", path, strerror(errno));
+            ballast_set_error(err_text, err_len, "send to %s: %s", path, strerror(errno));
         else
-            control_set_error(err_text, err_len, "timed out sending to %s", path);
+            ballast_set_error(err_text, err_len, "timed out sending to %s", path);
         return BALLAST_EIO;
     }
     return 0;
@@ -483,7 +470,7 @@ static int control_client_receive(int fd, const char *path, const struct timespe
 {
     for (;;) {
         if (!control_reply_reserve(in, 4096)) {
-            control_set_error(err_text, err_len, "out of memory reading from %s", path);
+            ballast_set_error(err_text, err_len, "out of memory reading from %s", path);
             return BALLAST_ENOMEM;
         }
         ssize_t n = recv(fd, in->text + in->len, in->cap - in->len - 1, 0);
@@ -493,7 +480,7 @@ static int control_client_receive(int fd, const char *path, const struct timespe
             in->len += (size_t)n;
             in->text[in->len] = '\0';
             if (in->len > CONTROL_REPLY_MAX) {
-                control_set_error(err_text, err_len, "reply from %s exceeds %u bytes", path,
+                ballast_set_error(err_text, err_len, "reply from %s exceeds %u bytes", path,
                                   CONTROL_REPLY_MAX);
                 return BALLAST_EIO;
             }
@@ -508,9 +495,9 @@ static int control_client_receive(int fd, const char *path, const struct timespe
         if (errno == ECONNRESET && in->len > 0)
             break;
         if (errno != EAGAIN)
-            control_set_error(err_text, err_len, "read from %s: %s", path, strerror(errno));
+            ballast_set_error(err_text, err_len, "read from %s: %s", path, strerror(errno));
         else
-            control_set_error(err_text, err_len, "timed out waiting for a reply from %s", path);
+            ballast_set_error(err_text, err_len, "timed out waiting for a reply from %s", path);
         return BALLAST_EIO;
     }
     in->text[in->len] = '\0';
@@ -530,19 +517,19 @@ static int control_client_parse(struct control_reply *in, const char *path, char
         status = BALLAST_EINVAL;
         head = 6;
     } else {
-        control_set_error(err_text, err_len, "malformed reply from %s", path);
+        ballast_set_error(err_text, err_len, "malformed reply from %s", path);
         return BALLAST_EIO;
     }
     size_t len = in->len - head;
     char *text = malloc(len + 1);
     if (text == NULL) {
-        control_set_error(err_text, err_len, "out of memory reading from %s", path);
+        ballast_set_error(err_text, err_len, "out of memory reading from %s", path);
         return BALLAST_ENOMEM;
     }
     memcpy(text, in->text + head, len + 1);
     if (status != 0) {
         size_t line = strcspn(text, "\n");
-        control_set_error(err_text, err_len, "%.*s", (int)line, line ? text : "daemon error");
+        ballast_set_error(err_text, err_len, "%.*s", (int)line, line ? text : "daemon error");
     }
     if (reply_out != NULL)
         *reply_out = text;
@@ -557,7 +544,7 @@ int control_client_call(const char *path, const char *command_line, unsigned tim
     if (reply_out != NULL)
         *reply_out = NULL;
     if (strchr(command_line, '\n') != NULL) {
-        control_set_error(err_text, err_len, "command line must not contain a newline");
+        ballast_set_error(err_text, err_len, "command line must not contain a newline");
         return BALLAST_EINVAL;
     }
     struct timespec deadline;
@@ -578,7 +565,7 @@ int control_client_call(const char *path, const char *command_line, unsigned tim
     char *line = malloc(len + 2);
     if (line == NULL) {
         close(fd);
-        control_set_error(err_text, err_len, "out of memory");
+        ballast_set_error(err_text, err_len, "out of memory");
         return BALLAST_ENOMEM;
     }
     memcpy(line, command_line, len);

@@ -1,6 +1,9 @@
 /* Text for the error codes of errors.h. */
 #include "errors.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 const char *ballast_strerror(int code)
 {
     switch (code) {
@@ -33,4 +36,14 @@ const char *ballast_strerror(int code)
     default:
         return "unknown error";
     }
+}
+
+void ballast_set_error(char *err_text, size_t err_len, const char *fmt, ...)
+{
+    if (err_text == NULL || err_len == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err_text, err_len, fmt, ap);
+    va_end(ap);
 }

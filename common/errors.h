@@ -2,6 +2,8 @@
 #ifndef BALLAST_ERRORS_H
 #define BALLAST_ERRORS_H
 
+#include <stddef.h>
+
 enum ballast_error {
     BALLAST_OK = 0,
     BALLAST_ENOMEM = -1,     /* allocation failed */
@@ -17,6 +19,10 @@ enum ballast_error {
     BALLAST_ETIMEOUT = -11,  /* no answer in time */
     BALLAST_ECANCELED = -12, /* canceled (e.g. shutdown) */
 };
+
+/* Write a formatted reason into err_text (err_len bytes); does nothing when err_text is NULL. */
+void ballast_set_error(char *err_text, size_t err_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Static English text for an error code. */
 const char *ballast_strerror(int code);

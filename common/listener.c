@@ -113,19 +113,6 @@ static void listener_count(uint64_t *counter, uint64_t n)
     __atomic_store_n(counter, *counter + n, __ATOMIC_RELAXED);
 }
 
-static void listener_set_error(char *err_text, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void listener_set_error(char *err_text, size_t err_len, const char *fmt, ...)
-{
-    if (err_text == NULL || err_len == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err_text, err_len, fmt, ap);
-    va_end(ap);
-}
-
 static void listener_maybe_free(struct listener *listener)
 {
     if (listener->closing && listener->handles_open == 0 && listener->deferred == 0)
@@ -171,7 +158,7 @@ static int listener_bind_socket(const struct addr *addr, uint16_t port, int type
 
     int fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        listener_set_error(err_text, err_len, "socket %s (%s): %s", text, proto, strerror(errno));
+        ballast_set_error(err_text, err_len, "socket %s (%s): %s", text, proto, strerror(errno));
         return BALLAST_ESYS;
     }
     bool ok = listener_set_option(fd, SOL_SOCKET, SO_REUSEADDR, 1) == 0 &&
@@ -182,18 +169,18 @@ static int listener_bind_socket(const struct addr *addr, uint16_t port, int type
         ok = family == AF_INET ? listener_set_option(fd, IPPROTO_IP, IP_PKTINFO, 1) == 0
                                : listener_set_option(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, 1) == 0;
     if (!ok) {
-        listener_set_error(err_text, err_len, "setsockopt %s (%s): %s", text, proto,
-                           strerror(errno));
+        ballast_set_error(err_text, err_len, "setsockopt %s (%s): %s", text, proto,
+                          strerror(errno));
         close(fd);
         return BALLAST_ESYS;
     }
     if (bind(fd, (const struct sockaddr *)&ss, addr->len) != 0) {
-        listener_set_error(err_text, err_len, "bind %s (%s): %s", text, proto, strerror(errno));
+        ballast_set_error(err_text, err_len, "bind %s (%s): %s", text, proto, strerror(errno));
         close(fd);
         return BALLAST_EIO;
     }
     if (type == SOCK_STREAM && listen(fd, LISTENER_TCP_BACKLOG) != 0) {
-        listener_set_error(err_text, err_len, "listen %s (%s): %s", text, proto, strerror(errno));
+        ballast_set_error(err_text, err_len, "listen %s (%s): %s", text, proto, strerror(errno));
         close(fd);
         return BALLAST_EIO;
     }
@@ -416,7 +403,7 @@ static int listener_udp_start(struct listener *listener, char *err_text, size_t 
 {
     int rc = uv_poll_init(listener->loop, &listener->udp_poll, listener->udp_fd);
     if (rc != 0) {
-        listener_set_error(err_text, err_len, "uv_poll_init: %s", uv_strerror(rc));
+        ballast_set_error(err_text, err_len, "uv_poll_init: %s", uv_strerror(rc));
         return BALLAST_EIO;
     }
     listener->udp_poll.data = listener;
@@ -424,7 +411,7 @@ static int listener_udp_start(struct listener *listener, char *err_text, size_t 
     listener->handles_open++;
     rc = uv_poll_start(&listener->udp_poll, UV_READABLE, listener_udp_on_readable);
     if (rc != 0) {
-        listener_set_error(err_text, err_len, "uv_poll_start: %s", uv_strerror(rc));
+        ballast_set_error(err_text, err_len, "uv_poll_start: %s", uv_strerror(rc));
         return BALLAST_EIO;
     }
     return 0;
@@ -717,7 +704,7 @@ static int listener_tcp_start(struct listener *listener, char *err_text, size_t 
 {
     int rc = uv_tcp_init(listener->loop, &listener->tcp_server);
     if (rc != 0) {
-        listener_set_error(err_text, err_len, "uv_tcp_init: %s", uv_strerror(rc));
+        ballast_set_error(err_text, err_len, "uv_tcp_init: %s", uv_strerror(rc));
         return BALLAST_EIO;
     }
     listener->tcp_server.data = listener;
@@ -725,14 +712,14 @@ static int listener_tcp_start(struct listener *listener, char *err_text, size_t 
     listener->handles_open++;
     rc = uv_tcp_open(&listener->tcp_server, listener->tcp_fd);
     if (rc != 0) {
-        listener_set_error(err_text, err_len, "uv_tcp_open: %s", uv_strerror(rc));
+        ballast_set_error(err_text, err_len, "uv_tcp_open: %s", uv_strerror(rc));
         return BALLAST_EIO;
     }
     listener->tcp_fd = -1; /* owned by the handle now */
     rc = uv_listen((uv_stream_t *)&listener->tcp_server, LISTENER_TCP_BACKLOG,
                    listener_tcp_on_connection);
     if (rc != 0) {
-        listener_set_error(err_text, err_len, "uv_listen: %s", uv_strerror(rc));
+        ballast_set_error(err_text, err_len, "uv_listen: %s", uv_strerror(rc));
         return BALLAST_EIO;
     }
     return 0;
@@ -757,11 +744,11 @@ static int listener_open_common(uv_loop_t *loop, const struct addr *addr,
 {
     *out = NULL;
     if (addr->ss.ss_family != AF_INET && addr->ss.ss_family != AF_INET6) {
-        listener_set_error(err_text, err_len, "listener address is not IPv4 or IPv6");
+        ballast_set_error(err_text, err_len, "listener address is not IPv4 or IPv6");
         return BALLAST_EINVAL;
     }
     if (!options->udp && !options->tcp) {
-        listener_set_error(err_text, err_len, "listener needs UDP or TCP");
+        ballast_set_error(err_text, err_len, "listener needs UDP or TCP");
         return BALLAST_EINVAL;
     }
     struct listener *listener = calloc(1, sizeof(*listener));
@@ -811,7 +798,7 @@ out_of_memory:
         free(listener->resp);
         free(listener);
     }
-    listener_set_error(err_text, err_len, "out of memory opening listener");
+    ballast_set_error(err_text, err_len, "out of memory opening listener");
     return BALLAST_ENOMEM;
 }
 
