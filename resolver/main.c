@@ -2,6 +2,7 @@
  * worker threads with their frontends, and the main loop (signals, control socket, staged
  * reload of ACL, forward/stub zones and limits). */
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 #define RESOLVER_VERSION "0.1.0"
 #define RESOLVER_EXIT_FAILURE 1
 #define RESOLVER_EXIT_USAGE 2
+#define RESOLVER_MALLOC_TRIM_THRESHOLD (256 << 20)
 
 struct resolver {
     char *config_file;                  /* NULL when run from flags only */
@@ -445,6 +447,10 @@ int main(int argc, char **argv)
         return RESOLVER_EXIT_USAGE;
     }
     signal(SIGPIPE, SIG_IGN); /* a reset TCP peer must not kill the daemon */
+    /* Every client query allocates and frees its request; without this glibc keeps returning
+     * the heap top to the kernel and faulting it back in (about 17 % of the CPU time of cache
+     * hits measured in docs/performance.md). */
+    mallopt(M_TRIM_THRESHOLD, RESOLVER_MALLOC_TRIM_THRESHOLD);
     resolver_argc = argc;
     resolver_argv = argv;
 
