@@ -14,6 +14,8 @@ set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
+# log, descendants, cpu_ticks, stop_pid
+. "$here/lib.sh"
 
 seconds=${BENCH_SECONDS:-10}
 rounds=${BENCH_ROUNDS:-3}
@@ -62,48 +64,6 @@ tmp=$(mktemp -d /tmp/ballast-bench.XXXXXX)
 mkdir -p "$out"
 results=$out/results.tsv
 pids=() # every process this script started, killed by PID on exit
-
-log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-
-# All descendants of a PID (NSD forks its serving processes and xfrd).
-descendants() {
-    local p c
-    for p in "$@"; do
-        for c in $(cat /proc/"$p"/task/*/children 2>/dev/null); do
-            echo "$c"
-            descendants "$c"
-        done
-    done
-}
-
-# "UTIME STIME" (clock ticks) of a process and all its descendants; threads are included in the
-# process line of /proc/PID/stat. Field 2 (comm) may hold spaces: cut after the last ')'.
-cpu_ticks() {
-    local u=0 k=0 p rest
-    for p in "$1" $(descendants "$1"); do
-        rest=$(sed 's/.*) //' /proc/"$p"/stat 2>/dev/null) || continue
-        [ -n "$rest" ] || continue
-        set -- $rest
-        # after ')': field 3 is $1, so utime (14) is ${12} and stime (15) is ${13}
-        u=$((u + ${12}))
-        k=$((k + ${13}))
-    done
-    echo "$u $k"
-}
-
-stop_pid() {
-    local p=$1 kids k
-    kids=$(descendants "$p")
-    kill -TERM "$p" 2>/dev/null || return 0
-    for _ in $(seq 1 50); do
-        kill -0 "$p" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$p" 2>/dev/null
-    wait "$p" 2>/dev/null
-    for k in $kids; do kill -KILL "$k" 2>/dev/null; done
-    return 0
-}
 
 cleanup() {
     local p
