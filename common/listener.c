@@ -35,6 +35,9 @@ struct listener_udp {
     union listener_cmsg control[LISTENER_UDP_BATCH];
     struct mmsghdr send_msgs[LISTENER_UDP_BATCH];
     struct iovec send_iov[LISTENER_UDP_BATCH];
+    /* Deferred answers given during the batch (cache hits) join it: their peers live here. */
+    struct sockaddr_storage send_peers[LISTENER_UDP_BATCH];
+    union listener_cmsg send_control[LISTENER_UDP_BATCH];
     uint8_t recv_buf[LISTENER_UDP_BATCH][LISTENER_UDP_SLOT_SIZE];
     uint8_t send_buf[LISTENER_UDP_BATCH][LISTENER_UDP_SLOT_SIZE];
 };
@@ -86,7 +89,9 @@ struct listener {
     struct tcp_conn *conns;
     uint32_t conn_count;
 
-    int handles_open; /* libuv handles (a connection counts as one) not yet closed */
+    int handles_open;         /* libuv handles (a connection counts as one) not yet closed */
+    bool udp_in_batch;        /* inside listener_udp_batch: UDP answers queue for sendmmsg */
+    unsigned udp_batch_slots; /* send slots used in the current batch */
     bool closing;
 };
 
@@ -371,12 +376,14 @@ static int listener_udp_batch(struct listener *listener)
     } while (count < 0 && errno == EINTR);
     if (count <= 0)
         return 0;
-    unsigned slots = 0;
+    listener->udp_batch_slots = 0;
+    listener->udp_in_batch = true;
     for (int i = 0; i < count; i++) {
-        if (listener_udp_answer(listener, i, slots))
-            slots++;
+        if (listener_udp_answer(listener, i, listener->udp_batch_slots))
+            listener->udp_batch_slots++;
     }
-    listener_udp_flush(listener, slots);
+    listener->udp_in_batch = false;
+    listener_udp_flush(listener, listener->udp_batch_slots);
     return count;
 }
 
@@ -863,6 +870,33 @@ static void listener_reply_release(struct listener_reply *reply)
     listener_maybe_free(listener);
 }
 
+/* An answer given while its batch is still being read (a cache hit) goes out with the batch's
+ * sendmmsg instead of a sendmsg of its own. Returns false when it cannot be queued. */
+static bool listener_udp_queue_reply(struct listener *listener, const struct listener_reply *reply,
+                                     const uint8_t *resp, size_t len)
+{
+    struct listener_udp *udp = listener->udp;
+    unsigned slot = listener->udp_batch_slots;
+    if (!listener->udp_in_batch || slot >= LISTENER_UDP_BATCH || len > LISTENER_UDP_SLOT_SIZE)
+        return false;
+    memcpy(&udp->send_peers[slot], &reply->peer, reply->peer_len);
+    memcpy(&udp->send_control[slot], &reply->control, reply->control_len);
+    memcpy(udp->send_buf[slot], resp, len);
+    udp->send_iov[slot] = (struct iovec){.iov_base = udp->send_buf[slot], .iov_len = len};
+    struct msghdr *out = &udp->send_msgs[slot].msg_hdr;
+    *out = (struct msghdr){
+        .msg_name = &udp->send_peers[slot],
+        .msg_namelen = reply->peer_len,
+        .msg_iov = &udp->send_iov[slot],
+        .msg_iovlen = 1,
+        .msg_control = reply->control_len ? udp->send_control[slot].bytes : NULL,
+        .msg_controllen = reply->control_len,
+    };
+    listener_udp_prepare_reply_control(out);
+    listener->udp_batch_slots++;
+    return true;
+}
+
 void listener_reply_send(struct listener_reply *reply, const uint8_t *resp, size_t len)
 {
     struct listener *listener = reply->listener;
@@ -872,7 +906,8 @@ void listener_reply_send(struct listener_reply *reply, const uint8_t *resp, size
         struct tcp_conn *conn = reply->conn;
         if (!conn->closing && tcp_conn_send(conn, resp, len) != 0)
             tcp_conn_close(conn);
-    } else if (!listener->closing && listener->udp_fd >= 0) {
+    } else if (!listener->closing && listener->udp_fd >= 0 &&
+               !listener_udp_queue_reply(listener, reply, resp, len)) {
         struct iovec iov = {.iov_base = (void *)resp, .iov_len = len};
         struct msghdr msg = {
             .msg_name = &reply->peer,

@@ -958,6 +958,7 @@ struct deferred_ctx {
     int answered;
     bool drop_first;
     bool tcp_seen;
+    bool immediate; /* answer inside the callback, as a resolver cache hit does */
 };
 
 /* Answer everything held, newest first, so TCP answers go out of order (RFC 7766 §7). */
@@ -988,6 +989,14 @@ static void deferred_query(void *ctx, const uint8_t *query, size_t len, const st
         return;
     }
     d->tcp_seen |= listener_reply_is_tcp(reply);
+    if (d->immediate) {
+        uint8_t answer[64];
+        memcpy(answer, query, len);
+        answer[2] |= 0x80;
+        listener_reply_send(reply, answer, len);
+        d->answered++;
+        return;
+    }
     memcpy(d->queries[d->count], query, len);
     d->lens[d->count] = len;
     d->replies[d->count++] = reply;
@@ -1012,6 +1021,23 @@ static void test_listener_deferred_udp_answer_is_sent_later(void **state)
 {
     struct harness h;
     struct deferred_ctx d = {0};
+    harness_init(&h);
+    harness_open_deferred(&h, &d);
+    struct udp_result *r = calloc(1, sizeof(*r));
+    harness_run(&h, client_udp_one_query, r);
+    assert_int_equal(r->got, 40);
+    assert_int_equal(msg_id(r->answer), 0x1234);
+    assert_true(r->answer[2] & 0x80);
+    assert_int_equal(d.answered, 1);
+    assert_int_equal(h.stats[0].udp_sent, 1);
+    free(r);
+}
+
+/* Answers given inside the callback join the batch's sendmmsg; every query is answered. */
+static void test_listener_deferred_immediate_answers_join_the_batch(void **state)
+{
+    struct harness h;
+    struct deferred_ctx d = {.immediate = true};
     harness_init(&h);
     harness_open_deferred(&h, &d);
     struct udp_result *r = calloc(1, sizeof(*r));
@@ -1079,6 +1105,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_listener_deferred_udp_answer_is_sent_later),
+        cmocka_unit_test(test_listener_deferred_immediate_answers_join_the_batch),
         cmocka_unit_test(test_listener_deferred_tcp_answers_out_of_order),
         cmocka_unit_test(test_listener_deferred_reply_outlives_listener),
         cmocka_unit_test(test_listener_udp_answers_query),
