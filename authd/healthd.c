@@ -44,6 +44,8 @@ struct hd_pool {
     struct health_velocity velocity;
     struct pool_answer *published; /* RCU */
     uint64_t fail_open_events;
+    uint64_t probe_results; /* probe results received for this pool's members */
+    uint64_t probe_failures;
 };
 
 struct hd_feed {
@@ -226,6 +228,8 @@ static void healthd_on_probe(void *ctx, bool ok, const char *error, uint32_t lat
         struct hd_pool *pool = &hd->pools[probe->refs[r].pool];
         size_t m = probe->refs[r].member;
         struct health_member *member = &pool->members[m];
+        pool->probe_results++;
+        pool->probe_failures += !ok;
         if (health_member_report(member, &pool->params[m], ok, error, now)) {
             log_info("health_transition", "pool=%s member=%s state=%s probe=\"%s\" error=\"%s\"",
                      pool->def.name, pool->def.members[m].text,
@@ -635,14 +639,16 @@ void healthd_report(struct healthd *hd, struct control_reply *reply)
         size_t up = 0;
         for (size_t m = 0; m < pool->def.count; m++)
             up += health_member_verdict(&pool->members[m], now) == HEALTH_UP;
-        control_reply_printf(reply,
-                             "pool=%s ttl=%u members=%zu up=%zu down=%zu level=%u records=%u "
-                             "fail_open=%s fail_open_events=%llu withdrawals_held_back=%llu\n",
-                             pool->def.name, pool->def.ttl, pool->def.count, up,
-                             pool->def.count - up, answer ? answer->level : 0,
-                             answer ? answer->count : 0, answer && answer->fail_open ? "yes" : "no",
-                             (unsigned long long)pool->fail_open_events,
-                             (unsigned long long)pool->velocity.held_back);
+        control_reply_printf(
+            reply,
+            "pool=%s ttl=%u members=%zu up=%zu down=%zu level=%u records=%u "
+            "fail_open=%s fail_open_events=%llu withdrawals_held_back=%llu probes=%llu "
+            "probes_failed=%llu\n",
+            pool->def.name, pool->def.ttl, pool->def.count, up, pool->def.count - up,
+            answer ? answer->level : 0, answer ? answer->count : 0,
+            answer && answer->fail_open ? "yes" : "no", (unsigned long long)pool->fail_open_events,
+            (unsigned long long)pool->velocity.held_back, (unsigned long long)pool->probe_results,
+            (unsigned long long)pool->probe_failures);
         for (size_t m = 0; m < pool->def.count; m++) {
             const struct health_member *member = &pool->members[m];
             uint64_t since = now >= member->since_ms ? (now - member->since_ms) / 1000 : 0;
