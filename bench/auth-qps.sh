@@ -2,14 +2,18 @@
 # bench/auth-qps.sh: authoritative UDP throughput of ballast-authd against NSD and Knot DNS,
 # serving the same generated zone on loopback, measured with dnsperf. See bench/README.md.
 #
-# Usage: bench/auth-qps.sh [--quick] [--profile SERVER] [--out DIR]
+# Usage: bench/auth-qps.sh [--quick] [--profile SERVER] [--health] [--out DIR]
 #   --profile SERVER: measure only SERVER (one round, modes as BENCH_MODES) under `perf record`
 #   and print its hottest functions; figures from a profiled run are not comparable.
+#   --health: ballast-authd only, one pinned worker, the zone without and with a health section
+#   of BENCH_HEALTH_POOLS (100) pools x BENCH_HEALTH_MEMBERS (10) TCP-probed members, alternated.
 # Environment: BENCH_SECONDS (10) BENCH_ROUNDS (3) BENCH_PORT (5390) BENCH_BUILD (build-bench)
 #   BENCH_AUTHD (path to ballast-authd) BENCH_SERVERS ("ballast nsd knot") BENCH_MODES ("one all")
 #   BENCH_CLIENTS BENCH_OUTSTANDING BENCH_THREADS (dnsperf -c/-q/-T) BENCH_EDNS (1: send EDNS0)
 #   BENCH_NAMES (10000 hosts in the zone) BENCH_MAX_QPS (dnsperf -Q: fixed offered rate)
 #   BENCH_PERF_RECORD (1; 0: --profile runs only `perf stat`, which barely slows the server)
+#   --health: BENCH_HEALTH_POOLS BENCH_HEALTH_MEMBERS BENCH_HEALTH_INTERVAL (1s) BENCH_HEALTH_SHARE
+#   (20: % of queries for pool names) BENCH_HEALTH_SETTLE (5: seconds between start and run)
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -27,6 +31,7 @@ edns=${BENCH_EDNS:-1}
 authd=${BENCH_AUTHD:-$root/${BENCH_BUILD:-build-bench}/authd/ballast-authd}
 out=""
 profile=""
+health=""
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -40,12 +45,18 @@ while [ $# -gt 0 ]; do
         rounds=1
         shift
         ;;
+    --health)
+        health=1
+        servers=${BENCH_SERVERS:-"plain health pools"}
+        modes=one
+        rounds=${BENCH_ROUNDS:-2}
+        ;;
     --out)
         out=$2
         shift
         ;;
     -h | --help)
-        sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -56,7 +67,10 @@ while [ $# -gt 0 ]; do
     shift
 done
 
-declare -A addr=([ballast]=127.0.0.51 [nsd]=127.0.0.52 [knot]=127.0.0.53)
+# plain, health, pools: ballast-authd without the health section, with it, and with its pools
+# but no checks (--health).
+declare -A addr=([ballast]=127.0.0.51 [nsd]=127.0.0.52 [knot]=127.0.0.53 [plain]=127.0.0.54
+    [health]=127.0.0.55 [pools]=127.0.0.56)
 ncpu=$(nproc)
 tck=$(getconf CLK_TCK)
 tmp=$(mktemp -d /tmp/ballast-bench.XXXXXX)
@@ -95,7 +109,8 @@ wait_ready() {
 
 have_server() {
     case $1 in
-    ballast) [ -x "$authd" ] || { log "skip ballast: $authd not built"; return 1; } ;;
+    ballast | plain | health | pools)
+        [ -x "$authd" ] || { log "skip $1: $authd not built"; return 1; } ;;
     nsd) command -v nsd >/dev/null || { log "skip nsd: nsd is not installed"; return 1; } ;;
     knot) command -v knotd >/dev/null || { log "skip knot: knotd is not installed"; return 1; } ;;
     esac
@@ -108,6 +123,22 @@ start_server() {
     [ -n "$cpus" ] && pin=(taskset -c "$cpus")
     mkdir -p "$dir"
     case $server in
+    plain | health | pools)
+        # Same zone and options; health adds the health section (written by health_prepare).
+        {
+            echo "server:"
+            echo "  listen: ${addr[$server]}@$port"
+            echo "  workers: $workers"
+            echo "  log-level: warn"
+            echo "  control: $tmp/$server.sock"
+            echo "zones:"
+            echo "  - name: bench.test"
+            echo "    file: $zone"
+            [ "$server" = health ] && cat "$tmp/health-section.yaml"
+            [ "$server" = pools ] && grep -v ' check: ' "$tmp/health-section.yaml"
+        } >"$dir/authd.yaml"
+        "${pin[@]}" "$authd" -c "$dir/authd.yaml" >"$tmp/$server.log" 2>&1 &
+        ;;
     ballast)
         "${pin[@]}" "$authd" --listen "${addr[ballast]}@$port" --zone "bench.test:$zone" \
             --workers "$workers" --log-level warn >"$tmp/$server.log" 2>&1 &
@@ -287,6 +318,51 @@ zone=$here/zones/bench.test.zone
 queries=$here/zones/bench.queries
 "$here/gen-zone.sh" "$zone" "$queries" "$names" || exit 1
 
+# --health: both configurations serve a copy of the zone with BENCH_HEALTH_POOLS extra names
+# poolNNN, each holding its members' full static A RRset (the RRset a pool overrides, see
+# docs/health.md), so plain and health send answers of the same size. Member m of the pools is
+# 127.0.(9 + m / 250).(1 + m % 250), probed by TCP on port BENCH_PORT + 1, where nothing
+# listens: every probe is refused at once, every member goes down after `fall` probes and every
+# pool fails open (answers with all its members), while the probes go on at the full rate.
+# BENCH_HEALTH_SHARE % of the queries (every k-th line) become A queries for pool names.
+health_prepare() {
+    local npools=${BENCH_HEALTH_POOLS:-100} nmem=${BENCH_HEALTH_MEMBERS:-10}
+    local interval=${BENCH_HEALTH_INTERVAL:-1s} share=${BENCH_HEALTH_SHARE:-20}
+    cp "$zone" "$tmp/bench-health.zone"
+    awk -v np="$npools" -v nm="$nmem" 'BEGIN {
+        for (p = 0; p < np; p++)
+            for (i = 0; i < nm; i++) {
+                m = p * nm + i
+                printf "pool%03d IN A 127.0.%d.%d\n", p, 9 + int(m / 250), 1 + m % 250
+            }
+    }' >>"$tmp/bench-health.zone"
+    awk -v np="$npools" -v share="$share" 'BEGIN { srand(4); acc = 0 }
+        { acc += share; if (acc >= 100) { acc -= 100; printf "pool%03d.bench.test A\n", int(rand() * np) }
+          else print }' "$queries" >"$tmp/bench-health.queries"
+    {
+        echo "health:"
+        echo "  pools:"
+        awk -v np="$npools" -v nm="$nmem" -v iv="$interval" -v cport=$((port + 1)) 'BEGIN {
+            for (p = 0; p < np; p++) {
+                printf "    - name: pool%03d.bench.test\n      type: A\n      ttl: 30s\n", p
+                # Velocity control off (share 1): the pools reach their steady state (fail open)
+                # within a few intervals instead of 25 % per 10 s.
+                printf "      max-withdraw-share: 1\n      withdraw-interval: 1s\n"
+                printf "      check: { type: tcp, port: %d, interval: %s, timeout: 500ms, rise: 2, fall: 2 }\n", cport, iv
+                printf "      members:\n"
+                for (i = 0; i < nm; i++) {
+                    m = p * nm + i
+                    printf "        - { address: 127.0.%d.%d }\n", 9 + int(m / 250), 1 + m % 250
+                }
+            }
+        }'
+    } >"$tmp/health-section.yaml"
+    zone=$tmp/bench-health.zone
+    queries=$tmp/bench-health.queries
+    log "health: $npools pools x $nmem members = $((npools * nmem)) TCP probes every $interval to port $((port + 1)); $(grep -c '^pool' "$queries") of $(wc -l <"$queries") queries for pool names"
+}
+[ -n "$health" ] && health_prepare
+
 active=()
 for s in $servers; do have_server "$s" && active+=("$s"); done
 [ ${#active[@]} -gt 0 ] || { echo "auth-qps: no server to measure" >&2; exit 1; }
@@ -305,6 +381,90 @@ done
 
 log "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 log "auth-qps: ${active[*]}; modes: $modes; $rounds round(s) of $seconds s; nproc=$ncpu; port $port; out $out"
+
+# --health: one server at a time (an idle health server would keep probing on the measured CPU),
+# started afresh for every run: plain, health, plain, health, ... BENCH_HEALTH_SETTLE seconds
+# after it answers, the run starts (the pools have failed open by then). The health thread runs
+# on the pinned CPU too, so CPU per query includes the probes. probes_sent and probes_failed
+# from `ballast stats` before and after each run show the probes ran.
+health_stat() {
+    "$ballast" -s "$tmp/$1.sock" stats 2>/dev/null |
+        awk -v k="$2" '{ for (i = 1; i <= NF; i++) { split($i, kv, /[=:]/)
+            if (kv[1] == k) { v = kv[2] != "" ? kv[2] : $(i + 1); gsub(/[^0-9]/, "", v); print v + 0; exit } } }'
+}
+if [ -n "$health" ]; then
+    ballast=${BENCH_BALLAST:-$(dirname "$authd")/../tools/ballast}
+    [ -x "$ballast" ] || { echo "auth-qps: --health needs the ballast tool ($ballast)" >&2; exit 1; }
+    busy=$(ss -Hltn "sport = :$((port + 1))" 2>/dev/null)
+    [ -z "$busy" ] || log "warning: something listens on port $((port + 1)); some probes may succeed: $busy"
+    server_cpus=1 client_cpus=0
+    [ "$ncpu" -ge 2 ] || { server_cpus=""; client_cpus=""; }
+    threads=${BENCH_THREADS:-1}
+    clients=${BENCH_CLIENTS:-4}
+    outstanding=${BENCH_OUTSTANDING:-128}
+    settle=${BENCH_HEALTH_SETTLE:-5}
+    probes=$out/probes.tsv
+    printf 'server\tround\tprobes_sent\tprobes_failed\tseconds\tidle_cpu_pct\n' >"$probes"
+    log "mode one: 1 worker, server CPUs ${server_cpus:-any}, dnsperf CPUs ${client_cpus:-any} -T $threads -c $clients -q $outstanding; settle $settle s"
+    for round in $(seq 1 "$rounds"); do
+        for s in "${active[@]}"; do
+            start_server "$s" 1 "$server_cpus" || { log "cannot start $s"; exit 1; }
+            p=$started_pid
+            pids+=("$p")
+            wait_ready "$s" "$p" || exit 1
+            [ "$round" = 1 ] && { log "$s ready (pid $p)"; sanity "$s" >&2; }
+            c0=$(cpu_ticks "$p")
+            sleep "$settle"
+            c1=$(cpu_ticks "$p")
+            set -- $c0 $c1
+            idle=$(awk -v t=$(($3 + $4 - $1 - $2)) -v tck="$tck" -v s="$settle" 'BEGIN { printf "%.1f", t / tck / s * 100 }')
+            s0=$(health_stat "$s" probes_sent) f0=$(health_stat "$s" probes_failed)
+            run_dnsperf "$s" "$client_cpus" one "$round" "$p"
+            s1=$(health_stat "$s" probes_sent) f1=$(health_stat "$s" probes_failed)
+            printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$round" $((${s1:-0} - ${s0:-0})) \
+                $((${f1:-0} - ${f0:-0})) "$seconds" "$idle" >>"$probes"
+            [ "$s" = health ] && log "    health round $round: probes_sent +$((${s1:-0} - ${s0:-0})) probes_failed +$((${f1:-0} - ${f0:-0})) during the run (total $s1); pool_fail_open_events $(health_stat "$s" pool_fail_open_events)"
+            [ "$round" = 1 ] && [ "$s" = health ] &&
+                "$ballast" -s "$tmp/$s.sock" health 2>/dev/null | sed -n '1,2p' | sed 's/^/    /' >&2
+            stop_pid "$p"
+            unset 'pids[-1]'
+        done
+    done
+    log "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+    awk -F'\t' 'FNR == 1 { next }
+        FILENAME == ARGV[2] { ps[$1] += $3; pf[$1] += $4; psec[$1] += $5; idle[$1] += $6; next }
+        {
+            k = $1; n[k]++; qps[k] += $7; lat[k] += $8; cpq[k] += $9; upq[k] += $10
+            kpq[k] += $11; cpu[k] += $12; lost[k] += $6
+            if (!(k in qmin) || $7 < qmin[k]) qmin[k] = $7
+            if (!(k in qmax) || $7 > qmax[k]) qmax[k] = $7
+        }
+        END {
+            printf "\n%-8s %6s %9s %15s %10s %10s %8s %8s %10s %6s %10s %8s\n", "config", "rounds",
+                "qps mean", "qps min-max", "latency", "cpu/query", "user", "sys", "server cpu",
+                "lost", "probes/s", "idle cpu"
+            split("plain health pools", order, " ")
+            for (i = 1; i <= 3; i++) {
+                k = order[i]
+                if (!(k in n)) continue
+                printf "%-8s %6d %9.0f %7.0f-%-7.0f %7.0f us %7.2f us %5.2f us %5.2f us %9.1f%% %6d %10.0f %7.1f%%\n",
+                    k, n[k], qps[k] / n[k], qmin[k], qmax[k], lat[k] / n[k], cpq[k] / n[k],
+                    upq[k] / n[k], kpq[k] / n[k], cpu[k] / n[k], lost[k],
+                    (psec[k] > 0 ? ps[k] / psec[k] : 0), idle[k] / n[k]
+            }
+            for (i = 2; i <= 3; i++) {
+                k = order[i]
+                if (n["plain"] > 0 && n[k] > 0 && qps["plain"] > 0 && cpq["plain"] > 0)
+                    printf "%s%-6s / plain: qps %.3f  cpu/query %.3f\n", i == 2 ? "\n" : "", k,
+                        (qps[k] / n[k]) / (qps["plain"] / n["plain"]),
+                        (cpq[k] / n[k]) / (cpq["plain"] / n["plain"])
+            }
+            print "goal (issue 4): health / plain qps >= 0.90"
+        }' "$results" "$probes" | tee "$out/summary.txt"
+    echo
+    echo "raw figures: $results, $probes; dnsperf outputs and summary in $out"
+    exit 0
+fi
 
 for mode in $modes; do
     if [ "$mode" = one ]; then
