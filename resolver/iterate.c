@@ -93,6 +93,10 @@ struct iter_request {
 
 static void iter_step(struct iter_request *req);
 
+/* One cache lookup buffer per thread: every lookup copies what it needs out of it before the
+ * next one. */
+static _Thread_local uint8_t iter_cache_buf[CACHE_LOOKUP_BUF_MAX];
+
 static uint64_t iter_now(const struct iter_request *req)
 {
     return req->env->transport.now_ms(req->env->transport.io);
@@ -348,11 +352,10 @@ static void iter_set_soa(struct iter_request *req, const uint8_t *owner, size_t 
 /* RFC 1034 §5.3.3 step 1: answer from the cache when it can, following cached CNAMEs. */
 static enum iter_cache_outcome iter_from_cache(struct iter_request *req)
 {
-    static _Thread_local uint8_t buf[CACHE_LOOKUP_BUF_MAX];
     struct cache_result r;
     uint64_t now = iter_now(req);
     int status = cache_lookup(req->env->cache, req->target, req->target_len, req->qtype,
-                              WIRE_CLASS_IN, now, &r, buf, sizeof buf);
+                              WIRE_CLASS_IN, now, &r, iter_cache_buf, sizeof iter_cache_buf);
     if (status == CACHE_FRESH) {
         if (r.kind == CACHE_KIND_RRSET) {
             iter_answer_add(req, req->target, req->target_len, req->qtype, r.ttl, r.count, r.rdata,
@@ -368,7 +371,7 @@ static enum iter_cache_outcome iter_from_cache(struct iter_request *req)
     if (req->qtype == WIRE_TYPE_CNAME)
         return ITER_CACHE_MISS;
     status = cache_lookup(req->env->cache, req->target, req->target_len, WIRE_TYPE_CNAME,
-                          WIRE_CLASS_IN, now, &r, buf, sizeof buf);
+                          WIRE_CLASS_IN, now, &r, iter_cache_buf, sizeof iter_cache_buf);
     if (status != CACHE_FRESH || r.kind != CACHE_KIND_RRSET || r.count < 1)
         return ITER_CACHE_MISS;
     if (++req->budget->chain > req->env->cfg->resolution.max_cname_chain) {
@@ -410,14 +413,14 @@ static void iter_dp_add_server(struct iter_request *req, const struct addr *a)
 /* Addresses of the delegation's NS names that the cache holds (glue included). */
 static void iter_dp_fill_servers(struct iter_request *req)
 {
-    static _Thread_local uint8_t buf[CACHE_LOOKUP_BUF_MAX];
     static const uint16_t types[] = {WIRE_TYPE_A, WIRE_TYPE_AAAA};
     uint64_t now = iter_now(req);
     for (unsigned n = 0; n < req->dp.ns_count; n++) {
         for (size_t t = 0; t < 2; t++) {
             struct cache_result r;
             if (cache_lookup(req->env->cache, req->dp.ns[n], req->dp.ns_len[n], types[t],
-                             WIRE_CLASS_IN, now, &r, buf, sizeof buf) != CACHE_FRESH ||
+                             WIRE_CLASS_IN, now, &r, iter_cache_buf,
+                             sizeof iter_cache_buf) != CACHE_FRESH ||
                 r.kind != CACHE_KIND_RRSET)
                 continue;
             const uint8_t *at = r.rdata;
@@ -474,7 +477,6 @@ static void iter_dp_set_ns(struct iter_request *req, const uint8_t *data, uint16
  * above the target, or the root hints. */
 static void iter_find_delegation(struct iter_request *req)
 {
-    static _Thread_local uint8_t buf[CACHE_LOOKUP_BUF_MAX];
     const struct resolver_zone_config *configured =
         resolver_config_find_zone(req->env->cfg, req->target, req->target_len);
     uint64_t now = iter_now(req);
@@ -487,8 +489,8 @@ static void iter_find_delegation(struct iter_request *req)
         if (configured && configured->kind == RESOLVER_ZONE_FORWARD)
             break; /* forwarding covers everything below the zone */
         struct cache_result r;
-        if (cache_lookup(req->env->cache, name, len, WIRE_TYPE_NS, WIRE_CLASS_IN, now, &r, buf,
-                         sizeof buf) == CACHE_FRESH &&
+        if (cache_lookup(req->env->cache, name, len, WIRE_TYPE_NS, WIRE_CLASS_IN, now, &r,
+                         iter_cache_buf, sizeof iter_cache_buf) == CACHE_FRESH &&
             r.kind == CACHE_KIND_RRSET) {
             iter_dp_reset(req, name, len);
             iter_dp_set_ns(req, r.rdata, r.count);
