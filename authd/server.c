@@ -497,11 +497,8 @@ int server_start(struct authd_config *cfg, struct zone_set *zones, struct server
 
 int server_run(struct server *server)
 {
-    char listen_text[1024] = "";
-    size_t used = 0;
-    for (size_t i = 0; i < server->cfg.listen_count && used < sizeof listen_text; i++)
-        used += (size_t)snprintf(listen_text + used, sizeof listen_text - used, "%s%s",
-                                 i ? "," : "", server->cfg.listen_text[i]);
+    char listen_text[1024];
+    daemon_join(server->cfg.listen_text, server->cfg.listen_count, listen_text, sizeof listen_text);
     log_info("ready", "listen=%s workers=%u zones=%zu control=%s", listen_text,
              server->worker_count, server->snapshot->zones->count,
              server->cfg.control_path ? server->cfg.control_path : "none");

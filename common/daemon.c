@@ -124,3 +124,17 @@ void daemon_close(struct daemon *daemon)
     free(daemon->pid_file);
     free(daemon);
 }
+
+const char *daemon_join(char *const *texts, size_t count, char *buf, size_t len)
+{
+    size_t used = 0;
+    if (len > 0)
+        buf[0] = '\0';
+    for (size_t i = 0; i < count && used < len; i++) {
+        int n = snprintf(buf + used, len - used, "%s%s", i ? "," : "", texts[i]);
+        if (n < 0)
+            break;
+        used += (size_t)n;
+    }
+    return buf;
+}

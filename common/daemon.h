@@ -29,4 +29,8 @@ void daemon_request_stop(struct daemon *daemon);
  * still open on the loop, run it until they are closed and close the loop. */
 void daemon_close(struct daemon *daemon);
 
+/* Join texts with commas into buf (cut at len), e.g. listen addresses for the "ready" log line.
+ * Returns buf. */
+const char *daemon_join(char *const *texts, size_t count, char *buf, size_t len);
+
 #endif

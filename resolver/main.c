@@ -479,11 +479,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "error: %s\n", text);
         status = RESOLVER_EXIT_FAILURE;
     } else {
-        char listen[1024] = "";
-        size_t used = 0;
-        for (size_t i = 0; i < r.snapshot->cfg.listen_count && used < sizeof listen; i++)
-            used += (size_t)snprintf(listen + used, sizeof listen - used, "%s%s", i ? "," : "",
-                                     r.snapshot->cfg.listen_text[i]);
+        char listen[1024];
+        daemon_join(r.snapshot->cfg.listen_text, r.snapshot->cfg.listen_count, listen,
+                    sizeof listen);
         log_info("ready", "listen=%s workers=%u root_servers=%zu forward_zones=%zu control=%s",
                  listen, r.worker_count, r.snapshot->hints.count, r.snapshot->cfg.zone_count,
                  r.snapshot->cfg.control_path ? r.snapshot->cfg.control_path : "none");

@@ -102,11 +102,23 @@ static void test_daemon_sighup_reloads_and_sigterm_stops(void **state)
     daemon_close(d);
 }
 
+static void test_daemon_join_lists_and_cuts(void **state)
+{
+    char *texts[] = {"127.0.0.1@53", "::1@53", "10.0.0.1@5300"};
+    char buf[64];
+    assert_string_equal(daemon_join(texts, 3, buf, sizeof buf),
+                        "127.0.0.1@53,::1@53,10.0.0.1@5300");
+    assert_string_equal(daemon_join(texts, 0, buf, sizeof buf), "");
+    char small[10];
+    assert_string_equal(daemon_join(texts, 3, small, sizeof small), "127.0.0.1");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_daemon_control_commands_and_stop),
         cmocka_unit_test(test_daemon_sighup_reloads_and_sigterm_stops),
+        cmocka_unit_test(test_daemon_join_lists_and_cuts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
