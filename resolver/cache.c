@@ -132,7 +132,8 @@ static enum cache_status cache_entry_status(const struct cache *cache,
 {
     if (cache_entry_fresh(entry, now_ms))
         return CACHE_FRESH;
-    if (now_ms - entry->expire_ms < cache->opts.stale_retention_ms)
+    if (now_ms - entry->expire_ms <
+        __atomic_load_n(&cache->opts.stale_retention_ms, __ATOMIC_RELAXED))
         return CACHE_STALE;
     return CACHE_MISS;
 }
@@ -678,6 +679,11 @@ void cache_flush_all(struct cache *cache)
     }
 }
 
+void cache_set_stale_retention(struct cache *cache, uint64_t stale_retention_ms)
+{
+    __atomic_store_n(&cache->opts.stale_retention_ms, stale_retention_ms, __ATOMIC_RELAXED);
+}
+
 void cache_get_stats(struct cache *cache, struct cache_stats *out)
 {
     memset(out, 0, sizeof *out);
@@ -695,4 +701,97 @@ void cache_get_stats(struct cache *cache, struct cache_stats *out)
         out->expired_removed += shard->expired_removed;
         pthread_mutex_unlock(&shard->lock);
     }
+}
+
+/* ---- walk and restore (snapshots) ---- */
+
+int cache_walk(struct cache *cache, uint64_t now_ms, cache_walk_fn fn, void *ctx)
+{
+    for (uint32_t i = 0; i < cache->opts.shards; i++) {
+        struct cache_shard *shard = &cache->shards[i];
+        int rc = 0;
+        pthread_mutex_lock(&shard->lock);
+        for (struct cache_entry *e = shard->lru_head; e != NULL && rc == 0; e = e->lru_next) {
+            if (cache_entry_status(cache, e, now_ms) == CACHE_MISS)
+                continue;
+            struct cache_record rec = {
+                .name = e->bytes,
+                .name_len = e->name_len,
+                .type = e->type,
+                .rrclass = e->rrclass,
+                .kind = (enum cache_kind)e->kind,
+                .rank = (enum cache_rank)e->rank,
+                .ttl = e->ttl,
+                .expires_in_ms = e->expire_ms >= now_ms ? (int64_t)(e->expire_ms - now_ms)
+                                                        : -(int64_t)(now_ms - e->expire_ms),
+                .count = e->count,
+                .data = e->bytes + e->name_len,
+                .data_len = e->data_len,
+                .soa_owner_len = e->soa_owner_len,
+            };
+            rc = fn(ctx, &rec);
+        }
+        pthread_mutex_unlock(&shard->lock);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Is the record's data what an insert of its kind would have accepted? */
+static bool cache_record_valid(const struct cache_record *rec)
+{
+    if (rec->data == NULL || !cache_rank_valid(rec->rank))
+        return false;
+    switch (rec->kind) {
+    case CACHE_KIND_RRSET:
+        return rec->type != CACHE_TYPE_NXDOMAIN && rec->soa_owner_len == 0 &&
+               cache_rdata_valid(rec->data, rec->data_len, rec->count);
+    case CACHE_KIND_NODATA:
+    case CACHE_KIND_NXDOMAIN: {
+        uint32_t minimum;
+        if ((rec->kind == CACHE_KIND_NXDOMAIN) != (rec->type == CACHE_TYPE_NXDOMAIN) ||
+            rec->count != 0 || rec->soa_owner_len == 0 || rec->soa_owner_len > rec->data_len ||
+            wire_name_length(rec->data, rec->soa_owner_len) != rec->soa_owner_len)
+            return false;
+        return cache_soa_rdata_parse(rec->data + rec->soa_owner_len,
+                                     rec->data_len - rec->soa_owner_len, &minimum);
+    }
+    default:
+        return false;
+    }
+}
+
+int cache_restore(struct cache *cache, const struct cache_record *rec, uint64_t now_ms)
+{
+    struct cache_key key;
+    if (rec == NULL || !cache_record_valid(rec) || rec->data_len > CACHE_RDATA_MAX + 255u ||
+        cache_key_prepare(cache, rec->name, rec->name_len, &key) != BALLAST_OK)
+        return BALLAST_EINVAL;
+    uint32_t ttl = cache_ttl_clamp(cache_ttl_sanitize(rec->ttl), 0, cache->opts.max_ttl);
+    if (rec->kind != CACHE_KIND_RRSET)
+        ttl = cache_ttl_clamp(ttl, 0, cache->opts.max_negative_ttl);
+    int64_t expires_in = rec->expires_in_ms;
+    if (expires_in > (int64_t)ttl * 1000)
+        expires_in = (int64_t)ttl * 1000;
+    /* Expired for this long (0 - via unsigned: INT64_MIN has no positive int64_t). An entry
+     * expiring exactly now is already stale, so with no retention it is gone (as for lookups). */
+    uint64_t expired_for = expires_in < 0 ? 0 - (uint64_t)expires_in : 0;
+    if (expires_in <= 0 && expired_for >= cache->opts.stale_retention_ms)
+        return BALLAST_ENOTFOUND;
+    if (expired_for > now_ms)
+        return BALLAST_ENOTFOUND; /* before the clock's origin: cannot be represented */
+    struct cache_entry *entry = cache_entry_new(&key, rec->type, rec->rrclass, rec->data_len);
+    if (entry == NULL)
+        return BALLAST_ENOMEM;
+    entry->kind = (uint8_t)rec->kind;
+    entry->rank = (uint8_t)rec->rank;
+    entry->count = rec->count;
+    entry->soa_owner_len = rec->soa_owner_len;
+    memcpy(entry->bytes + key.name_len, rec->data, rec->data_len);
+    if (rec->kind != CACHE_KIND_RRSET) /* the SOA owner is kept lowercase, as inserts do */
+        wire_name_lower(entry->bytes + key.name_len, rec->data, rec->soa_owner_len);
+    entry->ttl = ttl;
+    entry->expire_ms = expires_in >= 0 ? now_ms + (uint64_t)expires_in : now_ms - expired_for;
+    return cache_store(cache, &key, entry, now_ms);
 }

@@ -136,6 +136,42 @@ void cache_flush_all(struct cache *cache);
 /* The flush calls return 0 or BALLAST_EINVAL (malformed name); they are thread-safe and lock one
  * shard at a time, so concurrent inserts may land during a flush of several shards. */
 
+/* One entry as cache_walk shows it and cache_restore takes it (cache snapshots). Pointers are
+ * valid only during the walk callback; for a restore they are the caller's and are copied. */
+struct cache_record {
+    const uint8_t *name; /* lowercase wire name */
+    size_t name_len;
+    uint16_t type; /* the RRset or NODATA type; 0 for NXDOMAIN */
+    uint16_t rrclass;
+    enum cache_kind kind;
+    enum cache_rank rank;
+    uint32_t ttl;          /* the clamped TTL the entry was stored with (seconds) */
+    int64_t expires_in_ms; /* expiry relative to now_ms: negative once the entry is stale */
+    uint16_t count;        /* RRSET: records in data */
+    /* RRSET: count x [RDLENGTH][RDATA]; NODATA/NXDOMAIN: the SOA owner (soa_owner_len bytes)
+     * followed by the SOA RDATA. */
+    const uint8_t *data;
+    size_t data_len;
+    uint8_t soa_owner_len;
+};
+
+/* Call fn for every entry that is fresh or within stale retention at now_ms, shard by shard,
+ * each shard from most to least recently used. fn runs with the shard's lock held: it must not
+ * call into the cache. A nonzero return from fn stops the walk and is returned; else 0. */
+typedef int (*cache_walk_fn)(void *ctx, const struct cache_record *rec);
+int cache_walk(struct cache *cache, uint64_t now_ms, cache_walk_fn fn, void *ctx);
+
+/* Store an entry as cache_walk gave it (perhaps from another process: expires_in_ms is relative
+ * to this now_ms). The data is checked as the inserts check it; the TTL is capped at max_ttl
+ * (max_negative_ttl for negative entries) and the expiry at the TTL. Rank rules as for inserts.
+ * Returns 0; BALLAST_ENOTFOUND when the entry is beyond stale retention (not stored);
+ * BALLAST_EEXIST, BALLAST_ELIMIT, BALLAST_EINVAL (malformed record) or BALLAST_ENOMEM.
+ * Thread-safe. */
+int cache_restore(struct cache *cache, const struct cache_record *rec, uint64_t now_ms);
+
+/* Change how long expired entries are kept (a reload of max-stale-age). Thread-safe. */
+void cache_set_stale_retention(struct cache *cache, uint64_t stale_retention_ms);
+
 /* Sum of the counters of all shards (each read under its shard lock). Thread-safe. */
 void cache_get_stats(struct cache *cache, struct cache_stats *out);
 

@@ -19,7 +19,10 @@ const char *const frontend_counter_names[FRONTEND_COUNTER_COUNT] = {
     "answers_resolved", "answers_noerror", "answers_nxdomain",
     "answers_servfail", "answers_refused", "answers_formerr",
     "answers_notimp",   "dropped",         "acl_refused",
-    "query_timeouts",
+    "query_timeouts",   "stale_answers",   "stale_on_timer",
+    "stale_on_failure", "stale_at_once",   "stale_suspect",
+    "prefetches",       "refreshes",       "refreshes_skipped",
+    "overload",
 };
 
 struct frontend {
@@ -29,12 +32,21 @@ struct frontend {
     struct listener *listeners[RESOLVER_MAX_LISTEN];
     size_t listener_count;
     struct client_query *queries; /* in flight, doubly linked */
+    uint32_t pending;             /* resolutions running (client or background) */
+    uint32_t refreshing;          /* of which background refreshes and prefetches */
     uint64_t counters[FRONTEND_COUNTER_COUNT];
     uint8_t resp[LIMIT_DNS_MESSAGE_MAX];
     bool closing;
 };
 
-/* One client query from arrival to answer. */
+/* Where a client query's timer is (serve-stale, RFC 8767 §5). */
+enum client_phase {
+    CLIENT_PHASE_CLIENT_TIMER, /* waiting; at the client timer, answer stale if there is any */
+    CLIENT_PHASE_PATIENCE,     /* waiting; at query-timeout, SERVFAIL */
+    CLIENT_PHASE_BACKGROUND,   /* client answered (or none): resolving to refresh the cache */
+};
+
+/* One client query from arrival to answer, or a background refresh (no reply). */
 struct client_query {
     struct frontend *frontend;
     struct frontend_snapshot *snapshot; /* one reference held */
@@ -46,7 +58,12 @@ struct client_query {
     uint8_t *packet; /* the client's query, copied */
     size_t packet_len;
     struct client_query *prev, *next;
+    enum client_phase phase;
+    uint64_t started_ms;
     bool over_tcp;
+    bool running;      /* counted in frontend->pending */
+    bool refreshing;   /* counted in frontend->refreshing */
+    bool refresh_slot; /* holds the stale table's refresh slot for the question */
 };
 
 /* --- snapshots ---------------------------------------------------------------------------- */
@@ -165,10 +182,9 @@ static void client_query_on_closed(uv_handle_t *handle)
     free(cq);
 }
 
-/* Send (resp_len > 0) or drop the answer and release everything the query holds. */
-static void client_query_end(struct client_query *cq, const uint8_t *resp, size_t resp_len)
+/* Send (resp_len > 0) or drop the answer; the query may go on resolving in the background. */
+static void client_query_reply(struct client_query *cq, const uint8_t *resp, size_t resp_len)
 {
-    struct frontend *frontend = cq->frontend;
     if (cq->reply) {
         if (resp_len > 0)
             listener_reply_send(cq->reply, resp, resp_len);
@@ -176,6 +192,20 @@ static void client_query_end(struct client_query *cq, const uint8_t *resp, size_
             listener_reply_drop(cq->reply);
         cq->reply = NULL;
     }
+}
+
+/* Send (resp_len > 0) or drop the answer and release everything the query holds. */
+static void client_query_end(struct client_query *cq, const uint8_t *resp, size_t resp_len)
+{
+    struct frontend *frontend = cq->frontend;
+    client_query_reply(cq, resp, resp_len);
+    if (cq->running)
+        frontend->pending--;
+    if (cq->refreshing)
+        frontend->refreshing--;
+    if (cq->refresh_slot)
+        stale_refresh_end(frontend->shared.stale, cq->q.qname, cq->q.qname_len, cq->q.qtype);
+    cq->running = cq->refreshing = cq->refresh_slot = false;
     if (cq->prev)
         cq->prev->next = cq->next;
     else
@@ -199,34 +229,123 @@ static size_t client_query_limit(const struct client_query *cq)
     return size < LIMIT_UDP_MIN_PAYLOAD ? LIMIT_UDP_MIN_PAYLOAD : size;
 }
 
+static void frontend_start_refresh(struct frontend *frontend, struct frontend_snapshot *snapshot,
+                                   const uint8_t *qname, size_t qname_len, uint16_t qtype,
+                                   enum frontend_counter counter);
+
+/* Answer the waiting client from stale cache data (RFC 8767), counted under reason. Returns
+ * false, answering nothing, when serve-stale is off or the cache cannot answer the question. */
+static bool client_query_answer_stale(struct client_query *cq, enum frontend_counter reason)
+{
+    struct frontend *frontend = cq->frontend;
+    struct iter_request *stale = NULL;
+    if (!cq->reply || !cq->snapshot->cfg.stale.enable || cq->packet == NULL ||
+        iter_request_stale(&cq->env, cq->q.qname, cq->q.qname_len, cq->q.qtype, &stale) != 0)
+        return false;
+    size_t len =
+        iter_write_response(stale, cq->packet, &cq->q, cq->snapshot->cfg.limits.edns_udp_size,
+                            frontend->resp, client_query_limit(cq));
+    frontend_bump(frontend, FRONTEND_CACHE_ANSWERS);
+    frontend_count_rcode(frontend, iter_request_rcode(stale));
+    if (iter_request_from_stale(stale)) {
+        frontend_bump(frontend, FRONTEND_STALE_ANSWERS);
+        frontend_bump(frontend, reason);
+    }
+    iter_request_free(stale);
+    client_query_reply(cq, frontend->resp, len);
+    return true;
+}
+
+/* Record how a resolution of the client's question ended, for the failure recheck timer. */
+static void client_query_note_outcome(struct client_query *cq, struct iter_request *req)
+{
+    const struct resolver_config *cfg = &cq->snapshot->cfg;
+    struct stale_table *table = cq->frontend->shared.stale;
+    if (!cfg->stale.enable)
+        return;
+    if (iter_request_rcode(req) == WIRE_RCODE_SERVFAIL) {
+        const char *failure = iter_request_failure(req);
+        if (failure == NULL || strcmp(failure, "canceled") != 0)
+            stale_mark_failed(table, cq->q.qname, cq->q.qname_len, cq->q.qtype,
+                              uv_now(cq->frontend->loop), cfg->stale.failure_recheck_ms);
+    } else {
+        stale_mark_resolved(table, cq->q.qname, cq->q.qname_len, cq->q.qtype);
+    }
+}
+
 static void client_query_on_done(void *ctx, struct iter_request *req)
 {
     struct client_query *cq = ctx;
     struct frontend *frontend = cq->frontend;
     const struct iter_budget *budget = iter_request_budget(req);
-    frontend_bump(frontend, budget->outbound > 0 ? FRONTEND_RESOLVED : FRONTEND_CACHE_ANSWERS);
-    frontend_count_rcode(frontend, iter_request_rcode(req));
-    if (iter_request_rcode(req) == WIRE_RCODE_SERVFAIL)
+    bool resolved = budget->outbound > 0 || cq->running;
+    cq->req = req; /* freed by client_query_end */
+    if (cq->running)
+        client_query_note_outcome(cq, req);
+    if (!cq->reply) { /* a background refresh: the cache is updated, nobody to answer */
+        client_query_end(cq, NULL, 0);
+        return;
+    }
+    uint16_t rcode = iter_request_rcode(req);
+    if (rcode == WIRE_RCODE_SERVFAIL &&
+        client_query_answer_stale(cq, iter_request_suspect(req) ? FRONTEND_STALE_SUSPECT
+                                                                : FRONTEND_STALE_ON_FAILURE)) {
+        if (iter_request_suspect(req))
+            frontend_bump(frontend, FRONTEND_STALE_ON_FAILURE);
+        client_query_end(cq, NULL, 0);
+        return;
+    }
+    frontend_bump(frontend, resolved ? FRONTEND_RESOLVED : FRONTEND_CACHE_ANSWERS);
+    frontend_count_rcode(frontend, rcode);
+    if (rcode == WIRE_RCODE_SERVFAIL)
         log_debug("servfail", "reason=\"%s\" outbound=%u referrals=%u",
                   iter_request_failure(req) ? iter_request_failure(req) : "", budget->outbound,
                   budget->referrals);
     size_t len =
         iter_write_response(req, cq->packet, &cq->q, cq->snapshot->cfg.limits.edns_udp_size,
                             frontend->resp, client_query_limit(cq));
-    cq->req = req; /* freed by client_query_end */
+    bool prefetch = !resolved && iter_request_prefetch_due(req) && cq->snapshot->cfg.stale.prefetch;
+    client_query_reply(cq, frontend->resp, len);
+    if (prefetch)
+        frontend_start_refresh(frontend, cq->snapshot, cq->q.qname, cq->q.qname_len, cq->q.qtype,
+                               FRONTEND_PREFETCHES);
+    client_query_end(cq, NULL, 0);
+}
+
+/* SERVFAIL to a client whose resolution ran out of time (with EDE 22, RFC 8914). */
+static void client_query_servfail(struct client_query *cq, int ede)
+{
+    struct frontend *frontend = cq->frontend;
+    frontend_count_rcode(frontend, WIRE_RCODE_SERVFAIL);
+    size_t len = iter_write_servfail(cq->packet, &cq->q, cq->snapshot->cfg.limits.edns_udp_size,
+                                     ede, frontend->resp, client_query_limit(cq));
     client_query_end(cq, frontend->resp, len);
 }
 
-/* The client's patience ran out (query-timeout): answer SERVFAIL rather than nothing. */
+/* The query's timer: the client timer (answer stale now, go on resolving), then query-timeout
+ * (SERVFAIL, or the end of a background refresh). */
 static void client_query_on_patience(uv_timer_t *timer)
 {
     struct client_query *cq = timer->data;
     struct frontend *frontend = cq->frontend;
+    uint32_t query_timeout = cq->snapshot->cfg.resolution.query_timeout_ms;
+    uint64_t elapsed = uv_now(frontend->loop) - cq->started_ms;
+    uint64_t left = elapsed < query_timeout ? query_timeout - elapsed : 1;
+    if (cq->phase == CLIENT_PHASE_CLIENT_TIMER) {
+        cq->phase = client_query_answer_stale(cq, FRONTEND_STALE_ON_TIMER) ? CLIENT_PHASE_BACKGROUND
+                                                                           : CLIENT_PHASE_PATIENCE;
+        uv_timer_start(&cq->patience, client_query_on_patience, left, 0);
+        return;
+    }
     frontend_bump(frontend, FRONTEND_TIMEOUTS);
-    frontend_count_rcode(frontend, WIRE_RCODE_SERVFAIL);
-    size_t len = wire_write_error(cq->packet, &cq->q, WIRE_RCODE_SERVFAIL, WIRE_FLAG_RA,
-                                  frontend->resp, sizeof frontend->resp);
-    client_query_end(cq, frontend->resp, len);
+    if (cq->running && cq->snapshot->cfg.stale.enable)
+        stale_mark_failed(frontend->shared.stale, cq->q.qname, cq->q.qname_len, cq->q.qtype,
+                          uv_now(frontend->loop), cq->snapshot->cfg.stale.failure_recheck_ms);
+    if (!cq->reply) {
+        client_query_end(cq, NULL, 0);
+        return;
+    }
+    client_query_servfail(cq, STALE_EDE_NO_REACHABLE_AUTHORITY);
 }
 
 /* Answer at once with an error RCODE (FORMERR, NOTIMP, REFUSED). */
@@ -241,6 +360,171 @@ static void frontend_answer_error(struct frontend *frontend, const uint8_t *quer
         listener_reply_send(reply, frontend->resp, len);
     else
         listener_reply_drop(reply);
+}
+
+/* A new client_query (or background refresh when reply is NULL and query NULL) holding the
+ * snapshot reference, its timer initialised, linked into the frontend. NULL when out of memory
+ * (the reference is then still the caller's). */
+static struct client_query *client_query_new(struct frontend *frontend,
+                                             struct frontend_snapshot *snapshot,
+                                             struct listener_reply *reply, const uint8_t *query,
+                                             size_t query_len, const struct wire_query *q)
+{
+    struct client_query *cq = calloc(1, sizeof *cq);
+    uint8_t *packet = cq && query ? malloc(query_len) : NULL;
+    if (!cq || (query && !packet)) {
+        free(cq);
+        return NULL;
+    }
+    if (query)
+        memcpy(packet, query, query_len);
+    cq->frontend = frontend;
+    cq->snapshot = snapshot;
+    cq->reply = reply;
+    cq->packet = packet;
+    cq->packet_len = query_len;
+    cq->q = *q;
+    cq->q.edns_options = NULL; /* pointed into the listener's buffer */
+    cq->started_ms = uv_now(frontend->loop);
+    cq->env = (struct iter_env){
+        .cache = frontend->shared.cache,
+        .infra = frontend->shared.infra,
+        .cfg = &snapshot->cfg,
+        .hints = &snapshot->hints,
+        .transport = {frontend_transport_send, frontend_transport_cancel, frontend,
+                      frontend_transport_now},
+        .stale = frontend->shared.stale,
+    };
+    uv_timer_init(frontend->loop, &cq->patience);
+    cq->patience.data = cq;
+    cq->next = frontend->queries;
+    if (frontend->queries)
+        frontend->queries->prev = cq;
+    frontend->queries = cq;
+    return cq;
+}
+
+/* Start resolving for cq (its request created): count it and run. */
+static void client_query_run(struct client_query *cq, uint64_t timeout_ms)
+{
+    cq->running = true;
+    cq->frontend->pending++;
+    uv_timer_start(&cq->patience, client_query_on_patience, timeout_ms ? timeout_ms : 1, 0);
+    iter_request_run(cq->req); /* may end cq */
+}
+
+/* A background resolution of qname/qtype that refreshes the cache: a prefetch, or the refresh
+ * behind a stale answer. Paced: at most an eighth of max-pending per worker at once, and one
+ * per question across workers (the stale table's refresh slot). */
+static void frontend_start_refresh(struct frontend *frontend, struct frontend_snapshot *snapshot,
+                                   const uint8_t *qname, size_t qname_len, uint16_t qtype,
+                                   enum frontend_counter counter)
+{
+    const struct resolver_config *cfg = &snapshot->cfg;
+    uint32_t cap = cfg->resolution.max_pending / 8 ? cfg->resolution.max_pending / 8 : 1;
+    if (frontend->closing || frontend->refreshing >= cap) {
+        frontend_bump(frontend, FRONTEND_REFRESHES_SKIPPED);
+        return;
+    }
+    uint64_t now = uv_now(frontend->loop);
+    if (!stale_refresh_begin(frontend->shared.stale, qname, qname_len, qtype, now,
+                             cfg->resolution.query_timeout_ms))
+        return; /* another worker or query is refreshing it */
+    struct wire_query q = {
+        .qname_len = (uint8_t)qname_len, .qtype = qtype, .qclass = WIRE_CLASS_IN};
+    memcpy(q.qname, qname, qname_len);
+    __atomic_add_fetch(&snapshot->refs, 1, __ATOMIC_ACQ_REL);
+    struct client_query *cq = client_query_new(frontend, snapshot, NULL, NULL, 0, &q);
+    if (!cq) {
+        frontend_snapshot_release(snapshot);
+        stale_refresh_end(frontend->shared.stale, qname, qname_len, qtype);
+        return;
+    }
+    cq->refresh_slot = true;
+    cq->phase = CLIENT_PHASE_BACKGROUND;
+    if (iter_request_create(&cq->env, cq->q.qname, qname_len, qtype, client_query_on_done, cq,
+                            &cq->req) != 0) {
+        client_query_end(cq, NULL, 0);
+        return;
+    }
+    iter_request_set_refresh(cq->req);
+    cq->refreshing = true;
+    frontend->refreshing++;
+    frontend_bump(frontend, counter);
+    client_query_run(cq, cfg->resolution.query_timeout_ms);
+}
+
+/* The serve-stale decision for a question the cache cannot answer fresh (RFC 8767 §5): answer
+ * stale at once when the question failed recently (failure recheck), a refresh of it is already
+ * running, the worker is overloaded or the client timer is 0; otherwise resolve with the client
+ * timer armed. */
+static void client_query_resolve(struct client_query *cq)
+{
+    struct frontend *frontend = cq->frontend;
+    const struct resolver_config *cfg = &cq->snapshot->cfg;
+    struct stale_table *table = frontend->shared.stale;
+    const uint8_t *name = cq->q.qname;
+    size_t len = cq->q.qname_len;
+    uint16_t type = cq->q.qtype;
+    uint64_t now = uv_now(frontend->loop);
+    bool overloaded = frontend->pending >= cfg->resolution.max_pending;
+    if (overloaded)
+        frontend_bump(frontend, FRONTEND_OVERLOAD);
+    if (cfg->stale.enable) {
+        bool failed = stale_recently_failed(table, name, len, type, now);
+        bool running =
+            stale_refresh_running(table, name, len, type, now, cfg->resolution.query_timeout_ms);
+        if ((failed || running || overloaded || cfg->stale.client_timeout_ms == 0) &&
+            client_query_answer_stale(cq, FRONTEND_STALE_AT_ONCE)) {
+            if (!failed && !running && !overloaded)
+                frontend_start_refresh(frontend, cq->snapshot, name, len, type, FRONTEND_REFRESHES);
+            client_query_end(cq, NULL, 0);
+            return;
+        }
+    }
+    if (overloaded) {
+        client_query_servfail(cq, STALE_EDE_NONE);
+        return;
+    }
+    if (cfg->stale.enable)
+        cq->refresh_slot =
+            stale_refresh_begin(table, name, len, type, now, cfg->resolution.query_timeout_ms);
+    bool client_timer = cfg->stale.enable && cfg->stale.client_timeout_ms > 0;
+    cq->phase = client_timer ? CLIENT_PHASE_CLIENT_TIMER : CLIENT_PHASE_PATIENCE;
+    client_query_run(cq, client_timer ? cfg->stale.client_timeout_ms
+                                      : cfg->resolution.query_timeout_ms);
+}
+
+/* A recursive or cache-only client query that passed every check. */
+static void client_query_start(struct frontend *frontend, struct frontend_snapshot *snapshot,
+                               struct listener_reply *reply, const uint8_t *query, size_t query_len,
+                               const struct wire_query *q, bool over_tcp)
+{
+    struct client_query *cq = client_query_new(frontend, snapshot, reply, query, query_len, q);
+    if (!cq) {
+        frontend_answer_error(frontend, query, q, WIRE_RCODE_SERVFAIL, reply);
+        frontend_snapshot_release(snapshot);
+        return;
+    }
+    cq->over_tcp = over_tcp;
+    int rc;
+    if ((q->flags & WIRE_FLAG_RD) == 0) {
+        struct iter_request *req = NULL;
+        rc = iter_request_cache_only(&cq->env, cq->q.qname, cq->q.qname_len, cq->q.qtype,
+                                     client_query_on_done, cq, &req);
+        if (rc != 0)
+            client_query_servfail(cq, STALE_EDE_NONE);
+        return;
+    }
+    rc = iter_request_create(&cq->env, cq->q.qname, cq->q.qname_len, cq->q.qtype,
+                             client_query_on_done, cq, &cq->req);
+    if (rc != 0) {
+        client_query_servfail(cq, STALE_EDE_NONE);
+        return;
+    }
+    if (iter_request_try_cache(cq->req))
+        return; /* answered (and ended) by client_query_on_done */
+    client_query_resolve(cq);
 }
 
 static bool frontend_refused_type(uint16_t qtype)
@@ -283,49 +567,7 @@ static void frontend_on_query(void *ctx, const uint8_t *query, size_t query_len,
     } else if (q.qclass != WIRE_CLASS_IN || frontend_refused_type(q.qtype)) {
         frontend_answer_error(frontend, query, &q, WIRE_RCODE_REFUSED, reply);
     } else {
-        struct client_query *cq = calloc(1, sizeof *cq);
-        uint8_t *packet = cq ? malloc(query_len) : NULL;
-        if (!packet) {
-            free(cq);
-            frontend_answer_error(frontend, query, &q, WIRE_RCODE_SERVFAIL, reply);
-            frontend_snapshot_release(snapshot);
-            return;
-        }
-        memcpy(packet, query, query_len);
-        cq->frontend = frontend;
-        cq->snapshot = snapshot;
-        cq->reply = reply;
-        cq->packet = packet;
-        cq->packet_len = query_len;
-        cq->q = q;
-        cq->q.edns_options = NULL; /* pointed into the listener's buffer */
-        cq->over_tcp = over_tcp;
-        cq->env = (struct iter_env){
-            .cache = frontend->shared.cache,
-            .infra = frontend->shared.infra,
-            .cfg = &snapshot->cfg,
-            .hints = &snapshot->hints,
-            .transport = {frontend_transport_send, frontend_transport_cancel, frontend,
-                          frontend_transport_now},
-        };
-        uv_timer_init(frontend->loop, &cq->patience);
-        cq->patience.data = cq;
-        cq->next = frontend->queries;
-        if (frontend->queries)
-            frontend->queries->prev = cq;
-        frontend->queries = cq;
-        uv_timer_start(&cq->patience, client_query_on_patience,
-                       snapshot->cfg.resolution.query_timeout_ms, 0);
-        struct iter_request *req = NULL;
-        bool recursion = (q.flags & WIRE_FLAG_RD) != 0;
-        rc = recursion ? iter_request_start(&cq->env, q.qname, q.qname_len, q.qtype,
-                                            client_query_on_done, cq, &req)
-                       : iter_request_cache_only(&cq->env, q.qname, q.qname_len, q.qtype,
-                                                 client_query_on_done, cq, &req);
-        if (rc == 0 && cq->reply && !cq->req)
-            cq->req = req; /* still resolving */
-        else if (rc != 0)
-            client_query_on_patience(&cq->patience);
+        client_query_start(frontend, snapshot, reply, query, query_len, &q, over_tcp);
         return; /* the snapshot reference now belongs to cq */
     }
     frontend_snapshot_release(snapshot);

@@ -13,6 +13,7 @@
 #include "iterate.h"
 #include "outbound.h"
 #include "resolver_config.h"
+#include "stale.h"
 
 /* Config and hints as published to the workers. Reference counted: every client query holds
  * one reference for its whole life, so a reload never frees a config still in use. */
@@ -41,7 +42,16 @@ enum frontend_counter {
     FRONTEND_NOTIMP,
     FRONTEND_DROPPED, /* malformed beyond answering, or denied by the ACL */
     FRONTEND_ACL_REFUSED,
-    FRONTEND_TIMEOUTS, /* query-timeout reached before resolution ended */
+    FRONTEND_TIMEOUTS,          /* query-timeout reached before resolution ended */
+    FRONTEND_STALE_ANSWERS,     /* answers with stale data (RFC 8767), all reasons */
+    FRONTEND_STALE_ON_TIMER,    /* ... because the client timer fired first */
+    FRONTEND_STALE_ON_FAILURE,  /* ... because resolution failed */
+    FRONTEND_STALE_AT_ONCE,     /* ... at once: failure recheck, refresh running, overload */
+    FRONTEND_STALE_SUSPECT,     /* ... of which: a critical name answered empty */
+    FRONTEND_PREFETCHES,        /* refreshes started before an entry expired */
+    FRONTEND_REFRESHES,         /* refreshes left running after a stale answer */
+    FRONTEND_REFRESHES_SKIPPED, /* not started: too many refreshes in flight */
+    FRONTEND_OVERLOAD,          /* queries past max-pending (stale or SERVFAIL at once) */
     FRONTEND_COUNTER_COUNT
 };
 extern const char *const frontend_counter_names[FRONTEND_COUNTER_COUNT];
@@ -49,6 +59,7 @@ extern const char *const frontend_counter_names[FRONTEND_COUNTER_COUNT];
 struct frontend_shared {
     struct cache *cache;
     struct infra *infra;
+    struct stale_table *stale;           /* serve-stale bookkeeping shared by the workers */
     struct frontend_snapshot **snapshot; /* RCU-published pointer owned by main */
 };
 

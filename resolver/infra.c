@@ -109,7 +109,7 @@ static int infra_config_complete(const struct infra_config *in, struct infra_con
     infra_default_zero(&out->noedns_ttl_ms, defaults.noedns_ttl_ms);
     infra_default_zero(&out->host_ttl_ms, defaults.host_ttl_ms);
     if (out->min_rto_ms > out->max_rto_ms || out->holddown_ms > out->holddown_max_ms ||
-        out->explore_permille > INFRA_PERMILLE)
+        out->explore_permille > INFRA_PERMILLE || out->holddown_jitter_percent > 100)
         return BALLAST_EINVAL;
     if (out->shards > out->max_entries)
         out->shards = out->max_entries;
@@ -349,6 +349,11 @@ static void infra_entry_fail(const struct infra_config *config, struct infra_ent
     uint64_t period = (uint64_t)config->holddown_ms << (e->holddowns - 1);
     if (period > config->holddown_max_ms)
         period = config->holddown_max_ms;
+    if (config->holddown_jitter_percent > 0) {
+        /* servers that failed together come back at different times */
+        uint64_t span = period * config->holddown_jitter_percent / 100u;
+        period = period - span + randombytes_uniform((uint32_t)(2 * span + 1));
+    }
     e->held_until_ms = now_ms + period;
     e->last_probe_ms = now_ms;
 }
@@ -524,7 +529,7 @@ static int infra_choose(const struct infra_config *config, const struct infra_vi
             best = views[i].rto_ms;
     }
     if (usable == 0)
-        return (int)first_up;
+        return config->fail_when_all_held ? BALLAST_ELIMIT : (int)first_up;
     uint64_t limit = (uint64_t)best + config->band_ms;
     if (infra_uniform(random, INFRA_PERMILLE) < config->explore_permille)
         limit = UINT64_MAX; /* exploration: every healthy server is a candidate */

@@ -39,6 +39,8 @@ struct infra_config {
     uint32_t host_ttl_ms;       /* an entry not updated for this long starts afresh */
     uint32_t explore_permille;  /* chance (per mille) to pick uniformly among healthy servers */
     uint32_t band_ms;           /* servers within this of the best RTO are picked at random */
+    uint32_t holddown_jitter_percent; /* hold-downs vary by up to +/- this % (0: exact) */
+    bool fail_when_all_held;          /* infra_select: no server when all are held down (rule 3) */
 };
 
 /* Fill with the INFRA_DEFAULT_* values. */
@@ -87,8 +89,10 @@ int infra_set_noedns(struct infra *infra, const struct addr *server, uint64_t no
 /* Should queries to server go without EDNS? */
 bool infra_noedns(struct infra *infra, const struct addr *server, uint64_t now_ms);
 
-/* Pick the server to query among candidates[0..count). Returns its index, or BALLAST_EINVAL
- * when count is 0. Rules, in order:
+/* Pick the server to query among candidates[0..count). Returns its index, BALLAST_EINVAL
+ * when count is 0, or BALLAST_ELIMIT under rule 3 with fail_when_all_held (the retry budget
+ * of those servers is spent until a probe is due: fail fast and let serve-stale answer).
+ * Rules, in order:
  *  1. a held-down server whose probe is due (probe_interval_ms since hold-down or last probe)
  *     is picked, and its probe slot is taken (so concurrent callers do not probe it too);
  *  2. otherwise among servers not held down: with explore_permille chance any of them, else

@@ -21,6 +21,8 @@
 #define ITER_QMIN_MAX_COUNT 10 /* RFC 9156 §2.3 MAX_MINIMISE_COUNT */
 #define ITER_QMIN_ONE_LABEL 4  /* RFC 9156 §2.3 MINIMISE_ONE_LAB */
 #define ITER_OPT_LEN 11
+#define ITER_EDE_OPTION 15 /* RFC 8914 §2 OPTION-CODE */
+#define ITER_EDE_LEN 6     /* OPTION-CODE, OPTION-LENGTH, INFO-CODE; no EXTRA-TEXT */
 
 /* One RRset of the answer, in the cache's wire layout. */
 struct iter_rrset {
@@ -76,6 +78,14 @@ struct iter_request {
     bool has_soa;
     uint16_t rcode;
     const char *failure;
+    bool refresh;        /* never answer the question from the cache: re-resolve it */
+    bool accept_stale;   /* build the answer from stale entries too (iter_request_stale) */
+    bool from_stale;     /* some RRset of the answer was stale */
+    bool stale_nxdomain; /* ... and the answer is a stale NXDOMAIN */
+    bool prefetch_due;   /* an RRset of the answer is in the last part of its TTL */
+    bool suspect;        /* a critical name that had data answered empty (suspicion window) */
+    uint32_t timeouts;   /* upstream tries that timed out */
+    uint32_t net_errors; /* upstream tries that failed with a network error */
 
     struct iter_delegation dp;
     bool have_dp;
@@ -349,14 +359,46 @@ static void iter_set_soa(struct iter_request *req, const uint8_t *owner, size_t 
     free(data);
 }
 
+/* A small hash of a name (FNV-1a), to spread prefetch points; not security relevant. */
+static uint32_t iter_name_spread(const uint8_t *name, size_t len)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ name[i]) * 16777619u;
+    return h;
+}
+
+/* Use a cache result? Fresh always; stale when building a stale answer (its TTL becomes the
+ * stale TTL, RFC 8767 §4). Notes a fresh entry near its end for prefetch: within the last
+ * prefetch-threshold percent of its TTL, the threshold spread per name between half and all of
+ * it so entries cached together are not refreshed together. */
+static bool iter_cache_usable(struct iter_request *req, int status, struct cache_result *r)
+{
+    const struct resolver_stale_config *stale = &req->env->cfg->stale;
+    if (status == CACHE_FRESH) {
+        uint32_t spread = iter_name_spread(req->target, req->target_len) % 51u;
+        uint64_t threshold = (uint64_t)r->original_ttl * stale->prefetch_percent * (50u + spread);
+        if (stale->prefetch && r->original_ttl > 0 && (uint64_t)r->ttl * 10000u < threshold)
+            req->prefetch_due = true;
+        return true;
+    }
+    if (status != CACHE_STALE || !req->accept_stale)
+        return false;
+    req->from_stale = true;
+    r->ttl = stale->stale_ttl;
+    return true;
+}
+
 /* RFC 1034 §5.3.3 step 1: answer from the cache when it can, following cached CNAMEs. */
 static enum iter_cache_outcome iter_from_cache(struct iter_request *req)
 {
     struct cache_result r;
     uint64_t now = iter_now(req);
+    if (req->refresh)
+        return ITER_CACHE_MISS;
     int status = cache_lookup(req->env->cache, req->target, req->target_len, req->qtype,
                               WIRE_CLASS_IN, now, &r, iter_cache_buf, sizeof iter_cache_buf);
-    if (status == CACHE_FRESH) {
+    if (iter_cache_usable(req, status, &r)) {
         if (r.kind == CACHE_KIND_RRSET) {
             iter_answer_add(req, req->target, req->target_len, req->qtype, r.ttl, r.count, r.rdata,
                             r.rdata_len);
@@ -364,6 +406,8 @@ static enum iter_cache_outcome iter_from_cache(struct iter_request *req)
             return ITER_CACHE_DONE;
         }
         iter_set_soa(req, r.soa_owner, r.soa_owner_len, r.ttl, r.soa_rdata, r.soa_rdlen);
+        if (status == CACHE_STALE && r.kind == CACHE_KIND_NXDOMAIN)
+            req->stale_nxdomain = true;
         iter_finish(req, r.kind == CACHE_KIND_NXDOMAIN ? WIRE_RCODE_NXDOMAIN : WIRE_RCODE_NOERROR,
                     NULL);
         return ITER_CACHE_DONE;
@@ -372,7 +416,8 @@ static enum iter_cache_outcome iter_from_cache(struct iter_request *req)
         return ITER_CACHE_MISS;
     status = cache_lookup(req->env->cache, req->target, req->target_len, WIRE_TYPE_CNAME,
                           WIRE_CLASS_IN, now, &r, iter_cache_buf, sizeof iter_cache_buf);
-    if (status != CACHE_FRESH || r.kind != CACHE_KIND_RRSET || r.count < 1)
+    if (status <= 0 || r.kind != CACHE_KIND_RRSET || r.count < 1 ||
+        !iter_cache_usable(req, status, &r))
         return ITER_CACHE_MISS;
     if (++req->budget->chain > req->env->cfg->resolution.max_cname_chain) {
         iter_fail(req, "CNAME chain limit");
@@ -544,6 +589,12 @@ static bool iter_send_next(struct iter_request *req)
     }
     uint64_t now = iter_now(req);
     int pick = infra_select(req->env->infra, candidates, n, now, NULL);
+    if (pick == BALLAST_ELIMIT) {
+        /* every server is held down and none is due a probe: the retry budget is spent */
+        req->budget->outbound--;
+        iter_fail(req, "all servers held down");
+        return true;
+    }
     if (pick < 0)
         pick = 0;
     req->sent_index = index[pick];
@@ -730,6 +781,24 @@ static void iter_take_negative(struct iter_request *req, struct scrub_result *r,
     ldns_buffer_free(buf);
 }
 
+/* The suspicion window: a critical name with data in the cache (fresh or stale) answered empty.
+ * While the window lasts the empty answer is neither cached nor given: the old data is served
+ * stale (docs/serve-stale.md). */
+static bool iter_suspect_empty(struct iter_request *req)
+{
+    const struct resolver_config *cfg = req->env->cfg;
+    if (req->env->stale == NULL || !cfg->stale.enable || cfg->stale.suspicion_window_ms == 0 ||
+        !resolver_config_is_critical(cfg, req->target, req->target_len))
+        return false;
+    struct cache_result r;
+    int status = cache_lookup(req->env->cache, req->target, req->target_len, req->qtype,
+                              WIRE_CLASS_IN, iter_now(req), &r, NULL, 0);
+    if (status <= 0 || r.kind != CACHE_KIND_RRSET)
+        return false;
+    return stale_suspect_empty(req->env->stale, req->target, req->target_len, req->qtype,
+                               iter_now(req), cfg->stale.suspicion_window_ms);
+}
+
 /* An answer to the full question: cache and record it (steps 4a and 4c). */
 static void iter_take_answer(struct iter_request *req, struct scrub_result *r)
 {
@@ -744,6 +813,11 @@ static void iter_take_answer(struct iter_request *req, struct scrub_result *r)
     case SCRUB_NODATA:
         if (r->target)
             iter_set_target(req, ldns_rdf_data(r->target), ldns_rdf_size(r->target));
+        if (iter_suspect_empty(req)) {
+            req->suspect = true;
+            iter_fail(req, "critical name answered empty");
+            break;
+        }
         iter_take_negative(req, r, r->status == SCRUB_NXDOMAIN);
         iter_finish(req, r->status == SCRUB_NXDOMAIN ? WIRE_RCODE_NXDOMAIN : WIRE_RCODE_NOERROR,
                     NULL);
@@ -815,10 +889,13 @@ static void iter_on_response(void *ctx, int status, const uint8_t *resp, size_t 
     const struct addr *server = &req->dp.servers[req->sent_index];
     uint64_t now = iter_now(req);
     if (status != 0) {
-        if (status == BALLAST_ETIMEOUT)
+        if (status == BALLAST_ETIMEOUT) {
+            req->timeouts++;
             infra_report_timeout(req->env->infra, server, req->sent_rto, now);
-        else if (status != BALLAST_ECANCELED)
+        } else if (status != BALLAST_ECANCELED) {
+            req->net_errors++;
             infra_report_failure(req->env->infra, server, now);
+        }
         if (status == BALLAST_ECANCELED)
             iter_fail(req, "canceled");
         iter_step(req);
@@ -874,6 +951,91 @@ int iter_request_start(struct iter_env *env, const uint8_t *qname, size_t qname_
     if (rc == 0)
         iter_step(*out);
     return rc;
+}
+
+int iter_request_create(struct iter_env *env, const uint8_t *qname, size_t qname_len,
+                        uint16_t qtype, iter_done_fn done, void *ctx, struct iter_request **out)
+{
+    return iter_request_new(env, qname, qname_len, qtype, done, ctx, out);
+}
+
+bool iter_request_try_cache(struct iter_request *req)
+{
+    while (!req->finished) {
+        enum iter_cache_outcome outcome = iter_from_cache(req);
+        if (outcome == ITER_CACHE_MISS)
+            return false;
+    }
+    iter_step(req); /* finished: only delivers done */
+    return true;
+}
+
+void iter_request_set_refresh(struct iter_request *req)
+{
+    req->refresh = true;
+}
+
+void iter_request_run(struct iter_request *req)
+{
+    iter_step(req);
+}
+
+/* Nothing is called back: the result is read from *out at once. */
+static void iter_stale_done(void *ctx, struct iter_request *req)
+{
+}
+
+int iter_request_stale(struct iter_env *env, const uint8_t *qname, size_t qname_len, uint16_t qtype,
+                       struct iter_request **out)
+{
+    struct iter_request *req = NULL;
+    int rc = iter_request_new(env, qname, qname_len, qtype, iter_stale_done, NULL, &req);
+    if (rc != 0)
+        return rc;
+    req->accept_stale = true;
+    while (!req->finished) {
+        if (iter_from_cache(req) == ITER_CACHE_MISS) {
+            iter_request_free(req);
+            return BALLAST_ENOTFOUND;
+        }
+    }
+    if (req->rcode == WIRE_RCODE_SERVFAIL) {
+        iter_request_free(req);
+        return BALLAST_ENOTFOUND;
+    }
+    req->done_called = true;
+    *out = req;
+    return BALLAST_OK;
+}
+
+bool iter_request_from_stale(const struct iter_request *req)
+{
+    return req->from_stale;
+}
+
+bool iter_request_prefetch_due(const struct iter_request *req)
+{
+    return req->prefetch_due;
+}
+
+bool iter_request_suspect(const struct iter_request *req)
+{
+    return req->suspect;
+}
+
+int iter_request_ede(const struct iter_request *req)
+{
+    if (req->from_stale)
+        return req->stale_nxdomain ? STALE_EDE_STALE_NXDOMAIN : STALE_EDE_STALE_ANSWER;
+    if (req->rcode != WIRE_RCODE_SERVFAIL || req->suspect)
+        return STALE_EDE_NONE;
+    if (req->net_errors > 0 && req->timeouts == 0)
+        return STALE_EDE_NETWORK_ERROR;
+    if (req->failure != NULL && (strcmp(req->failure, "no server answered") == 0 ||
+                                 strcmp(req->failure, "all servers held down") == 0 ||
+                                 strcmp(req->failure, "no address for any NS") == 0))
+        return STALE_EDE_NO_REACHABLE_AUTHORITY;
+    return STALE_EDE_NONE;
 }
 
 int iter_request_cache_only(struct iter_env *env, const uint8_t *qname, size_t qname_len,
@@ -955,14 +1117,58 @@ static int iter_write_rrset(struct wire_writer *w, const struct iter_rrset *set,
     return BALLAST_OK;
 }
 
+/* The OPT record (RFC 6891 §6.1.2) at p, with an Extended DNS Error option (RFC 8914 §2) when
+ * ede is not STALE_EDE_NONE. Returns its length. */
+static size_t iter_write_opt(uint8_t *p, const struct wire_query *q, uint16_t edns_size, int ede)
+{
+    p[0] = 0;
+    wire_write_u16(p + 1, WIRE_TYPE_OPT);
+    wire_write_u16(p + 3, edns_size);
+    p[5] = 0;
+    p[6] = 0;
+    wire_write_u16(p + 7, q->edns_flags & WIRE_EDNS_DO);
+    if (ede == STALE_EDE_NONE) {
+        wire_write_u16(p + 9, 0);
+        return ITER_OPT_LEN;
+    }
+    wire_write_u16(p + 9, ITER_EDE_LEN);
+    wire_write_u16(p + 11, ITER_EDE_OPTION);
+    wire_write_u16(p + 13, 2);
+    wire_write_u16(p + 15, (uint16_t)ede);
+    return ITER_OPT_LEN + ITER_EDE_LEN;
+}
+
+size_t iter_write_servfail(const uint8_t *query, const struct wire_query *q, uint16_t edns_size,
+                           int ede, uint8_t *resp, size_t limit)
+{
+    size_t opt = q->has_edns ? ITER_OPT_LEN + (ede != STALE_EDE_NONE ? ITER_EDE_LEN : 0) : 0;
+    if (q->question_end < WIRE_HEADER_LEN || limit < q->question_end + opt)
+        return 0;
+    memcpy(resp + WIRE_HEADER_LEN, query + WIRE_HEADER_LEN, q->question_end - WIRE_HEADER_LEN);
+    size_t len = q->question_end;
+    if (q->has_edns)
+        len += iter_write_opt(resp + len, q, edns_size, ede);
+    uint16_t flags = WIRE_FLAG_QR | WIRE_FLAG_RA | (q->flags & (WIRE_FLAG_RD | WIRE_FLAG_CD)) |
+                     WIRE_RCODE_SERVFAIL;
+    wire_write_u16(resp, q->id);
+    wire_write_u16(resp + 2, flags);
+    wire_write_u16(resp + 4, 1);
+    wire_write_u16(resp + 6, 0);
+    wire_write_u16(resp + 8, 0);
+    wire_write_u16(resp + 10, q->has_edns ? 1 : 0);
+    return len;
+}
+
 size_t iter_write_response(const struct iter_request *req, const uint8_t *query,
                            const struct wire_query *q, uint16_t edns_size, uint8_t *resp,
                            size_t limit)
 {
     struct wire_writer w;
-    if (limit < q->question_end + (q->has_edns ? ITER_OPT_LEN : 0))
+    int ede = iter_request_ede(req);
+    size_t opt = q->has_edns ? ITER_OPT_LEN + (ede != STALE_EDE_NONE ? ITER_EDE_LEN : 0) : 0;
+    if (limit < q->question_end + opt)
         return 0;
-    wire_writer_init(&w, resp, limit - (q->has_edns ? ITER_OPT_LEN : 0));
+    wire_writer_init(&w, resp, limit - opt);
     memcpy(resp + WIRE_HEADER_LEN, query + WIRE_HEADER_LEN, q->question_end - WIRE_HEADER_LEN);
     w.len = q->question_end;
     wire_writer_remember_name(&w, WIRE_HEADER_LEN);
@@ -974,15 +1180,7 @@ size_t iter_write_response(const struct iter_request *req, const uint8_t *query,
     if (!truncated && !servfail && req->has_soa)
         truncated = iter_write_rrset(&w, &req->soa, q, &counts[1]) != 0;
     if (q->has_edns) {
-        uint8_t *p = resp + w.len;
-        p[0] = 0;
-        wire_write_u16(p + 1, WIRE_TYPE_OPT);
-        wire_write_u16(p + 3, edns_size);
-        p[5] = 0;
-        p[6] = 0;
-        wire_write_u16(p + 7, q->edns_flags & WIRE_EDNS_DO);
-        wire_write_u16(p + 9, 0);
-        w.len += ITER_OPT_LEN;
+        w.len += iter_write_opt(resp + w.len, q, edns_size, ede);
         counts[2]++;
     }
     uint16_t flags = WIRE_FLAG_QR | WIRE_FLAG_RA | (q->flags & (WIRE_FLAG_RD | WIRE_FLAG_CD)) |

@@ -13,6 +13,7 @@
 #include "cache.h"
 #include "infra.h"
 #include "resolver_config.h"
+#include "stale.h"
 
 #define ITER_MAX_HINTS 64       /* root server addresses kept from the hints file */
 #define ITER_MAX_SERVERS 64     /* addresses considered for one delegation */
@@ -64,6 +65,7 @@ struct iter_env {
     const struct resolver_config *cfg;
     const struct iter_hints *hints;
     struct iter_transport transport;
+    struct stale_table *stale; /* serve-stale bookkeeping (suspicion window); may be NULL */
 };
 
 /* Per client query counters, also reported in stats. */
@@ -91,11 +93,39 @@ int iter_request_cache_only(struct iter_env *env, const uint8_t *qname, size_t q
                             struct iter_request **out);
 void iter_request_free(struct iter_request *req);
 
+/* The same as iter_request_start in steps, so a caller can decide between them: create the
+ * request (nothing is looked up or sent), try the cache (true: answered, done has run), then
+ * run it (upstream queries; done runs later, or before iter_request_run returns). */
+int iter_request_create(struct iter_env *env, const uint8_t *qname, size_t qname_len,
+                        uint16_t qtype, iter_done_fn done, void *ctx, struct iter_request **out);
+bool iter_request_try_cache(struct iter_request *req);
+void iter_request_run(struct iter_request *req);
+/* Before run: never answer the question from the cache, ask the authorities again (prefetch and
+ * background refresh); delegations still come from the cache. */
+void iter_request_set_refresh(struct iter_request *req);
+
+/* Build an answer from the cache accepting stale entries (RFC 8767): their TTL becomes
+ * cfg->stale.stale_ttl. Returns 0 with a finished request (data, NODATA or NXDOMAIN; owned by
+ * the caller, iter_request_free; no done callback), BALLAST_ENOTFOUND when the cache cannot
+ * answer the whole question, or BALLAST_ENOMEM / BALLAST_EINVAL. */
+int iter_request_stale(struct iter_env *env, const uint8_t *qname, size_t qname_len, uint16_t qtype,
+                       struct iter_request **out);
+
 /* Results, valid after done. rcode is NOERROR, NXDOMAIN, SERVFAIL or REFUSED. */
 uint16_t iter_request_rcode(const struct iter_request *req);
 const struct iter_budget *iter_request_budget(const struct iter_request *req);
 /* A short reason for SERVFAIL ("no servers reachable", "referral limit", ...), or NULL. */
 const char *iter_request_failure(const struct iter_request *req);
+/* Was some RRset of the answer stale (iter_request_stale)? */
+bool iter_request_from_stale(const struct iter_request *req);
+/* Did the answer come from a cache entry within its prefetch window (cfg->stale.prefetch)? */
+bool iter_request_prefetch_due(const struct iter_request *req);
+/* Did it fail because a critical name that had data answered empty (the suspicion window)? */
+bool iter_request_suspect(const struct iter_request *req);
+/* The Extended DNS Error for the response (RFC 8914): 3 or 19 for stale answers; 22 (no
+ * reachable authority) or 23 (network error) for SERVFAIL because no server answered;
+ * STALE_EDE_NONE otherwise. */
+int iter_request_ede(const struct iter_request *req);
 
 /* Write the response to the client's query (query is the client's packet, already parsed into
  * q) into resp (limit bytes: 512/EDNS size over UDP, 65535 over TCP): header with RA, the
@@ -111,6 +141,11 @@ size_t iter_write_response(const struct iter_request *req, const uint8_t *query,
  * and return its label count; when it returns the target's own label count, minimisation is
  * over and the real QTYPE must be used. First four steps add one label each, then the rest is
  * spread so that at most 10 queries are made (MAX_MINIMISE_COUNT, MINIMISE_ONE_LAB). */
+/* A SERVFAIL response to the client's query with the Extended DNS Error ede (or STALE_EDE_NONE)
+ * when the client sent EDNS. Returns the length, 0 if limit is too small. */
+size_t iter_write_servfail(const uint8_t *query, const struct wire_query *q, uint16_t edns_size,
+                           int ede, uint8_t *resp, size_t limit);
+
 unsigned iter_qmin_next(const uint8_t *target, size_t target_len, unsigned labels_done,
                         unsigned zone_labels, uint8_t *out, size_t *out_len);
 

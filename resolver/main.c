@@ -18,6 +18,8 @@
 #include "frontend.h"
 #include "log.h"
 #include "resolver_config.h"
+#include "snapshot.h"
+#include "stale.h"
 #include "wire.h"
 #include "workers.h"
 
@@ -31,6 +33,10 @@ struct resolver {
     struct frontend_snapshot *snapshot; /* RCU-published; workers take references */
     struct cache *cache;
     struct infra *infra;
+    struct stale_table *stale;
+    uv_timer_t snapshot_timer;
+    bool snapshot_timer_ready;
+    uint64_t snapshots_written, snapshots_failed;
     struct frontend_shared shared;
     struct frontend **frontends;
     unsigned worker_count;
@@ -218,6 +224,12 @@ static int resolver_load_snapshot(const char *config_file, int argc, char **argv
     return BALLAST_OK;
 }
 
+/* How long the cache keeps expired entries: max-stale-age with serve-stale on, else nothing. */
+static uint64_t resolver_stale_retention_ms(const struct resolver_config *cfg)
+{
+    return cfg->stale.enable ? (uint64_t)cfg->stale.max_stale_age * 1000u : 0;
+}
+
 static int resolver_argc;
 static char **resolver_argv;
 
@@ -241,6 +253,7 @@ static int resolver_reload(struct resolver *r, struct control_reply *reply)
         log_warn("reload_restart_needed",
                  "reason=\"listen addresses or worker count changed; restart to apply\"");
     log_set_level(fresh->cfg.log_level);
+    cache_set_stale_retention(r->cache, resolver_stale_retention_ms(&fresh->cfg));
     struct frontend_snapshot *old = rcu_xchg_pointer(&r->snapshot, fresh);
     urcu_memb_synchronize_rcu(); /* nobody is between load and reference on the old one */
     frontend_snapshot_release(old);
@@ -276,12 +289,16 @@ static void resolver_print_stats(struct resolver *r, struct control_reply *reply
         total.mismatched += s.mismatched;
         total.coalesced += s.coalesced;
         total.tc_fallbacks += s.tc_fallbacks;
+        total.errors += s.errors;
+        total.answers += s.answers;
     }
     control_reply_printf(reply,
-                         "upstream_udp=%llu\nupstream_tcp=%llu\nupstream_timeouts=%llu\n"
+                         "upstream_udp=%llu\nupstream_tcp=%llu\nupstream_answers=%llu\n"
+                         "upstream_errors=%llu\nupstream_timeouts=%llu\n"
                          "upstream_mismatched=%llu\nupstream_coalesced=%llu\n"
                          "upstream_tc_fallbacks=%llu\n",
                          (unsigned long long)total.sent_udp, (unsigned long long)total.sent_tcp,
+                         (unsigned long long)total.answers, (unsigned long long)total.errors,
                          (unsigned long long)total.timeouts, (unsigned long long)total.mismatched,
                          (unsigned long long)total.coalesced,
                          (unsigned long long)total.tc_fallbacks);
@@ -289,13 +306,132 @@ static void resolver_print_stats(struct resolver *r, struct control_reply *reply
     cache_get_stats(r->cache, &cs);
     control_reply_printf(reply,
                          "cache_entries=%llu\ncache_bytes=%llu\ncache_hits=%llu\n"
-                         "cache_misses=%llu\ncache_evictions=%llu\n",
+                         "cache_stale_hits=%llu\ncache_misses=%llu\ncache_evictions=%llu\n"
+                         "cache_expired_removed=%llu\n",
                          (unsigned long long)cs.entries, (unsigned long long)cs.bytes,
-                         (unsigned long long)cs.hits, (unsigned long long)cs.misses,
-                         (unsigned long long)cs.evictions);
+                         (unsigned long long)cs.hits, (unsigned long long)cs.stale_hits,
+                         (unsigned long long)cs.misses, (unsigned long long)cs.evictions,
+                         (unsigned long long)cs.expired_removed);
+    struct stale_table_stats ss;
+    stale_table_get_stats(r->stale, &ss);
+    control_reply_printf(reply,
+                         "stale_questions=%llu\nresolution_failures=%llu\nsuspicions=%llu\n"
+                         "suspicions_ended=%llu\nsnapshots_written=%llu\nsnapshots_failed=%llu\n",
+                         (unsigned long long)ss.entries, (unsigned long long)ss.failures,
+                         (unsigned long long)ss.suspicions, (unsigned long long)ss.suspicions_ended,
+                         (unsigned long long)r->snapshots_written,
+                         (unsigned long long)r->snapshots_failed);
     control_reply_printf(reply, "infra_servers=%zu\nreloads_ok=%llu\nreloads_failed=%llu\n",
                          infra_count(r->infra), (unsigned long long)r->reloads_ok,
                          (unsigned long long)r->reloads_failed);
+}
+
+/* --- cache snapshots ---------------------------------------------------------------------- */
+
+static uint64_t resolver_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static size_t resolver_snapshot_max(const struct resolver_config *cfg)
+{
+    return cfg->cache.snapshot_max_bytes ? cfg->cache.snapshot_max_bytes
+                                         : 2 * cfg->cache.size_bytes;
+}
+
+/* Write the cache to path (the configured snapshot file when NULL). */
+static int resolver_snapshot_save(struct resolver *r, const char *path, struct control_reply *reply)
+{
+    path = path ? path : r->snapshot->cfg.cache.snapshot_file;
+    if (path == NULL) {
+        if (reply)
+            control_reply_printf(reply,
+                                 "no snapshot file: set cache.snapshot-file or give a path\n");
+        return BALLAST_EINVAL;
+    }
+    struct snapshot_stats stats = {0};
+    char text[1024];
+    uv_update_time(&r->loop);
+    int rc = snapshot_write(r->cache, path, uv_now(&r->loop), resolver_wall_ms(), &stats, text,
+                            sizeof text);
+    if (rc != 0) {
+        r->snapshots_failed++;
+        log_error("cache_snapshot", "result=failed file=\"%s\" reason=\"%s\"", path, text);
+        if (reply)
+            control_reply_printf(reply, "cache dump failed: %s\n", text);
+        return rc;
+    }
+    r->snapshots_written++;
+    log_info("cache_snapshot", "result=written file=\"%s\" entries=%llu bytes=%llu", path,
+             (unsigned long long)stats.entries, (unsigned long long)stats.bytes);
+    if (reply)
+        control_reply_printf(reply, "dumped %llu entries (%llu bytes) to %s\n",
+                             (unsigned long long)stats.entries, (unsigned long long)stats.bytes,
+                             path);
+    return BALLAST_OK;
+}
+
+/* Load path (the configured snapshot file when NULL) into the cache. A bad snapshot loads
+ * nothing and is logged with its reason. */
+static int resolver_snapshot_restore(struct resolver *r, const char *path,
+                                     struct control_reply *reply)
+{
+    path = path ? path : r->snapshot->cfg.cache.snapshot_file;
+    if (path == NULL) {
+        if (reply)
+            control_reply_printf(reply,
+                                 "no snapshot file: set cache.snapshot-file or give a path\n");
+        return BALLAST_EINVAL;
+    }
+    struct snapshot_stats stats = {0};
+    char text[1024];
+    uv_update_time(&r->loop);
+    int rc = snapshot_load(r->cache, path, resolver_snapshot_max(&r->snapshot->cfg),
+                           uv_now(&r->loop), resolver_wall_ms(), &stats, text, sizeof text);
+    if (rc != 0) {
+        if (rc == BALLAST_ENOTFOUND && !reply)
+            log_info("cache_snapshot", "result=absent file=\"%s\"", path);
+        else
+            log_warn("cache_snapshot", "result=rejected file=\"%s\" reason=\"%s\"", path, text);
+        if (reply)
+            control_reply_printf(reply, "cache load failed: %s\n", text);
+        return rc;
+    }
+    log_info("cache_snapshot", "result=loaded file=\"%s\" entries=%llu skipped=%llu", path,
+             (unsigned long long)stats.entries, (unsigned long long)stats.skipped);
+    if (reply)
+        control_reply_printf(reply, "loaded %llu entries (%llu skipped) from %s\n",
+                             (unsigned long long)stats.entries, (unsigned long long)stats.skipped,
+                             path);
+    return BALLAST_OK;
+}
+
+static void resolver_on_snapshot_timer(uv_timer_t *timer)
+{
+    struct resolver *r = timer->data;
+    if (r->snapshot->cfg.cache.snapshot_file != NULL)
+        resolver_snapshot_save(r, NULL, NULL);
+}
+
+/* `cache dump [PATH]`, `cache load [PATH]`, `cache flush NAME`, `cache flush-zone NAME`. */
+static int resolver_flush(struct resolver *r, int argc, char **argv, struct control_reply *reply);
+static int resolver_cache_command(struct resolver *r, int argc, char **argv,
+                                  struct control_reply *reply)
+{
+    const char *sub = argc >= 2 ? argv[1] : "";
+    if ((strcmp(sub, "dump") == 0 || strcmp(sub, "load") == 0) && argc <= 3) {
+        const char *path = argc == 3 ? argv[2] : NULL;
+        return strcmp(sub, "dump") == 0 ? resolver_snapshot_save(r, path, reply)
+                                        : resolver_snapshot_restore(r, path, reply);
+    }
+    if (strcmp(sub, "flush") == 0 || strcmp(sub, "flush-zone") == 0 ||
+        strcmp(sub, "flush-all") == 0)
+        return resolver_flush(r, argc - 1, argv + 1, reply);
+    control_reply_printf(reply, "usage: cache dump [PATH] | cache load [PATH] | cache flush NAME "
+                                "| cache flush-zone NAME | cache flush-all\n");
+    return BALLAST_EINVAL;
 }
 
 static int resolver_flush(struct resolver *r, int argc, char **argv, struct control_reply *reply)
@@ -338,10 +474,12 @@ static int resolver_on_command(void *ctx, int argc, char **argv, struct control_
     } else if (strcmp(command, "flush") == 0 || strcmp(command, "flush-zone") == 0 ||
                strcmp(command, "flush-all") == 0) {
         return resolver_flush(r, argc, argv, reply);
+    } else if (strcmp(command, "cache") == 0) {
+        return resolver_cache_command(r, argc, argv, reply);
     } else {
         control_reply_printf(reply,
                              "unknown command '%s' (expected status, stats, reload, flush NAME, "
-                             "flush-zone NAME, flush-all, stop)\n",
+                             "flush-zone NAME, flush-all, cache dump|load [PATH], stop)\n",
                              command);
         return BALLAST_EINVAL;
     }
@@ -365,19 +503,24 @@ static int resolver_start(struct resolver *r, char *err_text, size_t err_len)
     co.min_ttl = cfg->cache.min_ttl;
     co.max_ttl = cfg->cache.max_ttl;
     co.max_negative_ttl = cfg->cache.max_negative_ttl;
+    co.stale_retention_ms = resolver_stale_retention_ms(cfg);
     struct infra_config ic;
     infra_config_defaults(&ic);
+    ic.fail_when_all_held = true; /* the retry budget: see docs/serve-stale.md */
+    ic.holddown_jitter_percent = 20;
     ic.max_rto_ms = cfg->resolution.upstream_timeout_ms;
     if (ic.min_rto_ms > ic.max_rto_ms)
         ic.min_rto_ms = ic.max_rto_ms;
     if (ic.unknown_rto_ms > ic.max_rto_ms)
         ic.unknown_rto_ms = ic.max_rto_ms;
-    if (cache_create(&co, &r->cache) != 0 || infra_create(&ic, &r->infra) != 0) {
+    if (cache_create(&co, &r->cache) != 0 || infra_create(&ic, &r->infra) != 0 ||
+        stale_table_create(0, &r->stale) != 0) {
         snprintf(err_text, err_len, "cannot create the cache (size %llu bytes, %u shards)",
                  (unsigned long long)co.max_bytes, co.shards);
         return BALLAST_EINVAL;
     }
-    r->shared = (struct frontend_shared){r->cache, r->infra, &r->snapshot};
+    r->shared = (struct frontend_shared){
+        .cache = r->cache, .infra = r->infra, .stale = r->stale, .snapshot = &r->snapshot};
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     r->worker_count = cfg->workers ? cfg->workers : (cpus > 0 ? (unsigned)cpus : 1);
     r->frontends = calloc(r->worker_count, sizeof *r->frontends);
@@ -386,6 +529,14 @@ static int resolver_start(struct resolver *r, char *err_text, size_t err_len)
         return BALLAST_ENOMEM;
     }
     r->loop_ready = true;
+    if (cfg->cache.snapshot_file != NULL)
+        resolver_snapshot_restore(r, NULL, NULL); /* before the workers answer anything */
+    uv_timer_init(&r->loop, &r->snapshot_timer);
+    r->snapshot_timer.data = r;
+    r->snapshot_timer_ready = true;
+    if (cfg->cache.snapshot_interval_ms > 0)
+        uv_timer_start(&r->snapshot_timer, resolver_on_snapshot_timer,
+                       cfg->cache.snapshot_interval_ms, cfg->cache.snapshot_interval_ms);
     struct daemon_options options = {
         .name = "resolver",
         .control_path = cfg->control_path,
@@ -401,16 +552,26 @@ static int resolver_start(struct resolver *r, char *err_text, size_t err_len)
     return rc;
 }
 
-static void resolver_shutdown(struct resolver *r)
+static void resolver_shutdown(struct resolver *r, bool clean)
 {
     workers_stop(r->threads);
     r->threads = NULL;
+    if (clean && r->cache && r->snapshot->cfg.cache.snapshot_file != NULL)
+        resolver_snapshot_save(r, NULL, NULL); /* on clean shutdown (SIGTERM, stop) */
+    if (r->snapshot_timer_ready) {
+        uv_timer_stop(&r->snapshot_timer);
+        uv_close((uv_handle_t *)&r->snapshot_timer, NULL);
+        r->snapshot_timer_ready = false;
+    }
     if (r->daemon)
         daemon_close(r->daemon);
-    else if (r->loop_ready)
+    else if (r->loop_ready) {
+        uv_run(&r->loop, UV_RUN_DEFAULT); /* let closed handles finish */
         uv_loop_close(&r->loop);
+    }
     cache_free(r->cache);
     infra_free(r->infra);
+    stale_table_free(r->stale);
     free(r->frontends);
     frontend_snapshot_release(r->snapshot);
 }
@@ -487,7 +648,7 @@ int main(int argc, char **argv)
                  r.snapshot->cfg.control_path ? r.snapshot->cfg.control_path : "none");
         uv_run(&r.loop, UV_RUN_DEFAULT);
     }
-    resolver_shutdown(&r);
+    resolver_shutdown(&r, status == 0);
     urcu_memb_unregister_thread();
     free(r.config_file);
     log_info("stopped", "status=%d", status);

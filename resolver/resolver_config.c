@@ -41,6 +41,21 @@ static const struct config_key_spec resolver_key_specs[] = {
     RESOLVER_KEY("cache", "max-ttl", TTL, 1000, 7 * DAY_MS, cache.max_ttl),
     /* RFC 2308 §5: one to three hours work well; a day is the outer bound. */
     RESOLVER_KEY("cache", "max-negative-ttl", TTL, 0, DAY_MS, cache.max_negative_ttl),
+    RESOLVER_KEY("cache", "snapshot-interval", DURATION, 0, DAY_MS, cache.snapshot_interval_ms),
+    RESOLVER_KEY("cache", "snapshot-max-size", SIZE, 1ull << 12, 1ull << 40,
+                 cache.snapshot_max_bytes),
+    RESOLVER_KEY("resolution", "max-pending", COUNT, 1, 1u << 20, resolution.max_pending),
+    RESOLVER_KEY("serve-stale", "enable", BOOL, 0, 1, stale.enable),
+    /* RFC 8767 §5 suggests 1 to 3 days; a week is the outer bound. */
+    RESOLVER_KEY("serve-stale", "max-stale-age", TTL, 0, 7 * DAY_MS, stale.max_stale_age),
+    /* RFC 8767 §4: 30 s is the recommended stale TTL. */
+    RESOLVER_KEY("serve-stale", "stale-ttl", TTL, 1000, DAY_MS, stale.stale_ttl),
+    RESOLVER_KEY("serve-stale", "client-timeout", DURATION, 0, 120000, stale.client_timeout_ms),
+    RESOLVER_KEY("serve-stale", "failure-recheck", DURATION, 0, DAY_MS, stale.failure_recheck_ms),
+    RESOLVER_KEY("serve-stale", "prefetch", BOOL, 0, 1, stale.prefetch),
+    RESOLVER_KEY("serve-stale", "prefetch-threshold", COUNT, 1, 50, stale.prefetch_percent),
+    RESOLVER_KEY("serve-stale", "suspicion-window", DURATION, 0, 7 * DAY_MS,
+                 stale.suspicion_window_ms),
     RESOLVER_KEY("limits", "tcp-clients", COUNT, 1, UINT32_MAX, limits.tcp_clients),
     /* RFC 7766 §6.2.3: servers close idle connections. */
     RESOLVER_KEY("limits", "tcp-idle-timeout", DURATION, 1, DAY_MS, limits.tcp_idle_timeout_ms),
@@ -51,12 +66,15 @@ static const struct config_key_spec resolver_key_specs[] = {
                  limits.edns_udp_size),
 };
 
-static const char *const resolver_top_keys[] = {"server",  "access-control", "resolution", "cache",
-                                                "forward", "stub",           "limits",     NULL};
+static const char *const resolver_top_keys[] = {"server", "access-control", "resolution",
+                                                "cache",  "serve-stale",    "forward",
+                                                "stub",   "limits",         NULL};
 /* Keys of each section read by hand rather than from resolver_key_specs. */
 static const char *const resolver_server_extra_keys[] = {"listen", "log-level", "control",
                                                          "pid-file", NULL};
 static const char *const resolver_resolution_extra_keys[] = {"root-hints", NULL};
+static const char *const resolver_cache_extra_keys[] = {"snapshot-file", NULL};
+static const char *const resolver_stale_extra_keys[] = {"critical-suffixes", NULL};
 static const char *const resolver_acl_keys[] = {"prefix", "action", NULL};
 static const char *const resolver_zone_keys[] = {"zone", "to", NULL};
 
@@ -83,6 +101,18 @@ int resolver_config_init(struct resolver_config *cfg)
         .min_ttl = RESOLVER_DEFAULT_MIN_TTL,
         .max_ttl = RESOLVER_DEFAULT_MAX_TTL,
         .max_negative_ttl = RESOLVER_DEFAULT_MAX_NEGATIVE_TTL,
+        .snapshot_interval_ms = RESOLVER_DEFAULT_SNAPSHOT_INTERVAL_MS,
+    };
+    r->max_pending = RESOLVER_DEFAULT_MAX_PENDING;
+    cfg->stale = (struct resolver_stale_config){
+        .enable = true,
+        .max_stale_age = RESOLVER_DEFAULT_MAX_STALE_AGE,
+        .stale_ttl = RESOLVER_DEFAULT_STALE_TTL,
+        .client_timeout_ms = RESOLVER_DEFAULT_CLIENT_TIMEOUT_MS,
+        .failure_recheck_ms = RESOLVER_DEFAULT_FAILURE_RECHECK_MS,
+        .prefetch = true,
+        .prefetch_percent = RESOLVER_DEFAULT_PREFETCH_PERCENT,
+        .suspicion_window_ms = RESOLVER_DEFAULT_SUSPICION_WINDOW_MS,
     };
     acl_init(&cfg->acl);
     r->root_hints = strdup(RESOLVER_DEFAULT_ROOT_HINTS);
@@ -105,6 +135,8 @@ void resolver_config_free(struct resolver_config *cfg)
     free(cfg->control_path);
     free(cfg->pid_file);
     free(cfg->resolution.root_hints);
+    free(cfg->cache.snapshot_file);
+    free(cfg->stale.critical);
     acl_free(&cfg->acl);
     for (size_t i = 0; i < cfg->zone_count; i++)
         resolver_zone_free(&cfg->zones[i]);
@@ -406,6 +438,69 @@ static int resolver_read_resolution(struct resolver_config *cfg, const struct co
                             err);
 }
 
+static int resolver_read_cache(struct resolver_config *cfg, const struct config_node *root,
+                               struct config_error *err)
+{
+    const struct config_node *section;
+    int rc = resolver_read_section(cfg, root, "cache", resolver_cache_extra_keys, &section, err);
+    if (rc != 0 || section == NULL)
+        return rc;
+    return config_read_path(section, "snapshot-file", cfg->source_file, &cfg->cache.snapshot_file,
+                            err);
+}
+
+/* One critical suffix: a domain name, not repeated. */
+static int resolver_add_critical(struct resolver_stale_config *stale,
+                                 const struct config_node *item, struct config_error *err)
+{
+    struct resolver_suffix suffix;
+    if (item->kind != CONFIG_SCALAR || item->scalar[0] == '\0' ||
+        wire_name_from_text(item->scalar, suffix.wire, &suffix.wire_len) != 0)
+        return config_fail(err, item, "critical-suffixes: invalid domain name '%s'",
+                           item->kind == CONFIG_SCALAR ? item->scalar : "(not a name)");
+    wire_name_lower(suffix.wire, suffix.wire, suffix.wire_len);
+    for (size_t i = 0; i < stale->critical_count; i++)
+        if (stale->critical[i].wire_len == suffix.wire_len &&
+            memcmp(stale->critical[i].wire, suffix.wire, suffix.wire_len) == 0)
+            return config_fail(err, item, "critical-suffixes: '%s' is listed twice", item->scalar);
+    if (stale->critical_count >= RESOLVER_MAX_CRITICAL_SUFFIXES) {
+        config_fail(err, item, "critical-suffixes: too many (limit is %d)",
+                    RESOLVER_MAX_CRITICAL_SUFFIXES);
+        return BALLAST_ELIMIT;
+    }
+    struct resolver_suffix *grown =
+        config_array_reserve(stale->critical, stale->critical_count, sizeof(*grown));
+    if (grown == NULL)
+        return config_nomem(err, item);
+    stale->critical = grown;
+    stale->critical[stale->critical_count++] = suffix;
+    return 0;
+}
+
+static int resolver_read_stale(struct resolver_config *cfg, const struct config_node *root,
+                               struct config_error *err)
+{
+    const struct config_node *section;
+    int rc =
+        resolver_read_section(cfg, root, "serve-stale", resolver_stale_extra_keys, &section, err);
+    if (rc != 0 || section == NULL)
+        return rc;
+    const struct config_node *list;
+    rc = config_section(section, "critical-suffixes", CONFIG_LIST, &list, err);
+    for (size_t i = 0; rc == 0 && list != NULL && i < list->count; i++)
+        rc = resolver_add_critical(&cfg->stale, list->values[i], err);
+    return rc;
+}
+
+bool resolver_config_is_critical(const struct resolver_config *cfg, const uint8_t *name, size_t len)
+{
+    for (size_t i = 0; i < cfg->stale.critical_count; i++)
+        if (wire_name_is_subdomain(name, len, cfg->stale.critical[i].wire,
+                                   cfg->stale.critical[i].wire_len))
+            return true;
+    return false;
+}
+
 /* ---- access-control ---- */
 
 /* Line of the earlier list entry whose prefix equals prefix (entries before index). */
@@ -575,6 +670,13 @@ static int resolver_check_relations(const struct resolver_config *cfg,
                            (unsigned)cfg->resolution.upstream_timeout_ms,
                            (unsigned)cfg->resolution.query_timeout_ms);
     }
+    if (cfg->stale.client_timeout_ms >= cfg->resolution.query_timeout_ms) {
+        const struct config_node *node =
+            resolver_blame(root, "serve-stale", "client-timeout", "query-timeout");
+        return config_fail(
+            err, node, "client-timeout (%ums) must be shorter than query-timeout (%ums)",
+            (unsigned)cfg->stale.client_timeout_ms, (unsigned)cfg->resolution.query_timeout_ms);
+    }
     return 0;
 }
 
@@ -590,7 +692,9 @@ static int resolver_read_tree(void *ctx, const struct config_node *root, struct 
     if (rc == 0)
         rc = resolver_read_resolution(cfg, root, err);
     if (rc == 0)
-        rc = resolver_read_section(cfg, root, "cache", NULL, &unused, err);
+        rc = resolver_read_cache(cfg, root, err);
+    if (rc == 0)
+        rc = resolver_read_stale(cfg, root, err);
     if (rc == 0)
         rc = resolver_read_section(cfg, root, "limits", NULL, &unused, err);
     if (rc == 0)

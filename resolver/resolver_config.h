@@ -39,6 +39,18 @@
 #define RESOLVER_DEFAULT_MIN_TTL 0u
 #define RESOLVER_DEFAULT_MAX_TTL 86400u
 #define RESOLVER_DEFAULT_MAX_NEGATIVE_TTL 3600u
+#define RESOLVER_DEFAULT_MAX_PENDING                                                               \
+    1024u /* resolutions in flight per worker (Unbound's                                           \
+             num-queries-per-thread) */
+#define RESOLVER_DEFAULT_SNAPSHOT_INTERVAL_MS 300000u /* 5 minutes */
+/* Serve-stale (RFC 8767) defaults: docs/serve-stale.md. */
+#define RESOLVER_DEFAULT_MAX_STALE_AGE 86400u        /* seconds (RFC 8767 §5: 1 to 3 days) */
+#define RESOLVER_DEFAULT_STALE_TTL 30u               /* seconds (RFC 8767 §4) */
+#define RESOLVER_DEFAULT_CLIENT_TIMEOUT_MS 1800u     /* RFC 8767 §5: client response timer */
+#define RESOLVER_DEFAULT_FAILURE_RECHECK_MS 30000u   /* RFC 8767 §5: failure recheck timer */
+#define RESOLVER_DEFAULT_PREFETCH_PERCENT 10u        /* refresh in the last 10% of the TTL */
+#define RESOLVER_DEFAULT_SUSPICION_WINDOW_MS 600000u /* 10 minutes */
+#define RESOLVER_MAX_CRITICAL_SUFFIXES 1024
 
 enum resolver_zone_kind {
     RESOLVER_ZONE_FORWARD, /* queries sent with RD=1 to recursive upstreams */
@@ -68,14 +80,38 @@ struct resolver_resolution_config {
     uint32_t max_cname_chain;      /* CNAME/DNAME links followed for one client query */
     uint32_t query_timeout_ms;     /* whole client query, from arrival to answer */
     uint32_t upstream_timeout_ms;  /* longest wait for one upstream try (the RTO ceiling) */
+    uint32_t max_pending;          /* resolutions in flight per worker; beyond, stale or SERVFAIL */
 };
 
 struct resolver_cache_config {
-    uint64_t size_bytes;       /* memory for cached RRsets and negative entries */
-    uint32_t shards;           /* a power of two */
-    uint32_t min_ttl;          /* seconds; TTLs below are raised */
-    uint32_t max_ttl;          /* seconds; TTLs above are lowered */
-    uint32_t max_negative_ttl; /* seconds; cap on RFC 2308 §5 negative TTLs */
+    uint64_t size_bytes;           /* memory for cached RRsets and negative entries */
+    uint32_t shards;               /* a power of two */
+    uint32_t min_ttl;              /* seconds; TTLs below are raised */
+    uint32_t max_ttl;              /* seconds; TTLs above are lowered */
+    uint32_t max_negative_ttl;     /* seconds; cap on RFC 2308 §5 negative TTLs */
+    char *snapshot_file;           /* cache snapshot path (config-relative resolved); NULL = none */
+    uint32_t snapshot_interval_ms; /* periodic snapshot writes; 0 = only on shutdown */
+    uint64_t snapshot_max_bytes;   /* larger snapshot files are refused; 0 = twice size_bytes */
+};
+
+/* A name suffix in lowercase wire form. */
+struct resolver_suffix {
+    uint8_t wire[WIRE_NAME_MAX];
+    size_t wire_len;
+};
+
+/* Serve-stale and graceful degradation (RFC 8767; docs/serve-stale.md). */
+struct resolver_stale_config {
+    bool enable;                  /* serve stale data when resolution fails or is slow */
+    uint32_t max_stale_age;       /* seconds an expired entry is kept and may be served */
+    uint32_t stale_ttl;           /* TTL of stale records in answers (seconds) */
+    uint32_t client_timeout_ms;   /* answer stale after this long; 0 = at once, refresh behind */
+    uint32_t failure_recheck_ms;  /* after a failure, answer stale without retrying this long */
+    bool prefetch;                /* refresh popular entries before they expire */
+    uint32_t prefetch_percent;    /* ... when a query finds less than this % of the TTL left */
+    uint32_t suspicion_window_ms; /* keep data of critical names that turn empty this long */
+    struct resolver_suffix *critical; /* critical suffixes (owned), may be NULL */
+    size_t critical_count;
 };
 
 struct resolver_config {
@@ -90,6 +126,7 @@ struct resolver_config {
     struct acl acl;     /* the defaults (acl_defaults) unless access-control is given */
     struct resolver_resolution_config resolution;
     struct resolver_cache_config cache;
+    struct resolver_stale_config stale;
     struct resolver_zone_config *zones; /* forward and stub zones, in the order given */
     size_t zone_count;
     struct limits limits; /* tcp-clients, tcp-idle-timeout, tcp-pipeline, edns-udp-size */
@@ -139,6 +176,10 @@ int resolver_config_set_pid_file(struct resolver_config *cfg, const char *path,
  * names, each with at least one server, min-ttl <= max-ttl, upstream-timeout <= query-timeout.
  * Errors name the config file (or "command line") without a line. */
 int resolver_config_validate(const struct resolver_config *cfg, struct config_error *err);
+
+/* Is name (lowercase wire form) at or below one of the critical suffixes? */
+bool resolver_config_is_critical(const struct resolver_config *cfg, const uint8_t *name,
+                                 size_t len);
 
 /* The forward or stub zone closest to name (lowercase wire form): the longest zone name equal
  * to or above it; NULL when none is (iterate from the root hints). */

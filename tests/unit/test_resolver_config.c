@@ -214,7 +214,7 @@ static void test_resolver_config_unknown_keys_rejected_with_line(void **state)
     (void)state;
     load_fails("unknown_top_key.yaml", BALLAST_EINVAL, 3,
                "unknown key 'zones' (expected one of: server, access-control, resolution, cache, "
-               "forward, stub, limits)");
+               "serve-stale, forward, stub, limits)");
     load_fails("unknown_resolution_key.yaml", BALLAST_EINVAL, 3,
                "unknown key 'qname-minimization' (expected one of: ");
     load_fails("unknown_resolution_key.yaml", BALLAST_EINVAL, 3, "qname-minimisation");
@@ -567,6 +567,61 @@ static void test_resolver_config_shipped_root_hints_list_the_13_root_servers(voi
         assert_true(seen[i]);
 }
 
+static void test_resolver_config_serve_stale_section_read(void **state)
+{
+    struct resolver_config cfg;
+    struct config_error err = {0};
+    assert_int_equal(resolver_config_load(DATA "stale_good.yaml", &cfg, &err), 0);
+    assert_true(cfg.stale.enable);
+    assert_int_equal(cfg.stale.max_stale_age, 2 * 86400);
+    assert_int_equal(cfg.stale.stale_ttl, 10);
+    assert_int_equal(cfg.stale.client_timeout_ms, 0);
+    assert_int_equal(cfg.stale.failure_recheck_ms, 5000);
+    assert_false(cfg.stale.prefetch);
+    assert_int_equal(cfg.stale.prefetch_percent, 20);
+    assert_int_equal(cfg.stale.suspicion_window_ms, 3600000);
+    assert_int_equal(cfg.stale.critical_count, 2);
+    assert_int_equal(cfg.resolution.max_pending, 500);
+    assert_int_equal(cfg.cache.snapshot_interval_ms, 60000);
+    assert_int_equal(cfg.cache.snapshot_max_bytes, 8u << 20);
+    assert_string_equal(cfg.cache.snapshot_file, DATA "cache.snap");
+    /* suffix matching is by whole labels and ignores case */
+    uint8_t name[WIRE_NAME_MAX];
+    size_t len;
+    assert_int_equal(wire_name_from_text("www.example.test.", name, &len), 0);
+    assert_true(resolver_config_is_critical(&cfg, name, len));
+    assert_int_equal(wire_name_from_text("dynamodb.us-east-1.amazonaws.com.", name, &len), 0);
+    assert_true(resolver_config_is_critical(&cfg, name, len));
+    assert_int_equal(wire_name_from_text("notexample.test.", name, &len), 0);
+    assert_false(resolver_config_is_critical(&cfg, name, len));
+    resolver_config_free(&cfg);
+}
+
+static void test_resolver_config_serve_stale_defaults_follow_rfc8767(void **state)
+{
+    struct resolver_config cfg;
+    init(&cfg);
+    assert_true(cfg.stale.enable);
+    assert_int_equal(cfg.stale.max_stale_age, 86400);
+    assert_int_equal(cfg.stale.stale_ttl, 30);
+    assert_int_equal(cfg.stale.client_timeout_ms, 1800);
+    assert_int_equal(cfg.stale.failure_recheck_ms, 30000);
+    assert_true(cfg.stale.prefetch);
+    assert_int_equal(cfg.stale.critical_count, 0);
+    assert_null(cfg.cache.snapshot_file);
+    resolver_config_free(&cfg);
+}
+
+static void test_resolver_config_bad_serve_stale_rejected_with_line(void **state)
+{
+    load_fails("stale_bad_suffix.yaml", BALLAST_EINVAL, 4, "invalid domain name 'bad..name'");
+    load_fails("stale_duplicate_suffix.yaml", BALLAST_EINVAL, 4, "listed twice");
+    load_fails("stale_client_timeout.yaml", BALLAST_EINVAL, 4,
+               "client-timeout (3000ms) must be shorter than query-timeout (2000ms)");
+    load_fails("stale_ttl_zero.yaml", BALLAST_EINVAL, 2, "stale-ttl");
+    load_fails("stale_suffixes_not_list.yaml", BALLAST_EINVAL, 2, "critical-suffixes");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -587,6 +642,9 @@ int main(void)
         cmocka_unit_test(test_resolver_config_validate_final_checks),
         cmocka_unit_test(test_resolver_config_find_zone_picks_the_closest),
         cmocka_unit_test(test_resolver_config_shipped_root_hints_list_the_13_root_servers),
+        cmocka_unit_test(test_resolver_config_serve_stale_section_read),
+        cmocka_unit_test(test_resolver_config_serve_stale_defaults_follow_rfc8767),
+        cmocka_unit_test(test_resolver_config_bad_serve_stale_rejected_with_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
