@@ -22,7 +22,8 @@ static void ballast_usage(FILE *out)
           "       ballast [-s SOCKET] COMMAND     talk to a running daemon\n"
           "\n"
           "commands: status, stats, reload, stop; zones, health (authd);\n"
-          "          flush NAME, flush-zone NAME, flush-all (resolver)\n"
+          "          flush NAME, flush-zone NAME, flush-all, cache dump [PATH],\n"
+          "          cache load [PATH] (resolver)\n"
           "  -s, --socket PATH   control socket (default " BALLAST_DEFAULT_SOCKET ")\n"
           "exit status: 0 ok, 1 the daemon or the check reported an error, 2 unreachable/usage\n",
           out);
