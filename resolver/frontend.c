@@ -455,9 +455,11 @@ static void frontend_start_refresh(struct frontend *frontend, struct frontend_sn
 }
 
 /* The serve-stale decision for a question the cache cannot answer fresh (RFC 8767 §5): answer
- * stale at once when the question failed recently (failure recheck), a refresh of it is already
- * running, the worker is overloaded or the client timer is 0; otherwise resolve with the client
- * timer armed. */
+ * stale at once when the question failed within the failure recheck time, a refresh of it is
+ * already running, or the worker is overloaded; answer stale at once and refresh in the
+ * background when the client timer is 0 or the question failed before and its recheck time is
+ * over (only the first client of an outage waits for the client timer); otherwise resolve with
+ * the client timer armed. */
 static void client_query_resolve(struct client_query *cq)
 {
     struct frontend *frontend = cq->frontend;
@@ -474,7 +476,9 @@ static void client_query_resolve(struct client_query *cq)
         bool failed = stale_recently_failed(table, name, len, type, now);
         bool running =
             stale_refresh_running(table, name, len, type, now, cfg->resolution.query_timeout_ms);
-        if ((failed || running || overloaded || cfg->stale.client_timeout_ms == 0) &&
+        bool behind =
+            cfg->stale.client_timeout_ms == 0 || stale_failed_before(table, name, len, type);
+        if ((failed || running || overloaded || behind) &&
             client_query_answer_stale(cq, FRONTEND_STALE_AT_ONCE)) {
             if (!failed && !running && !overloaded)
                 frontend_start_refresh(frontend, cq->snapshot, name, len, type, FRONTEND_REFRESHES);

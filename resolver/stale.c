@@ -20,6 +20,7 @@ struct stale_record {
     uint64_t failed_until_ms;  /* failure recheck: 0 = none */
     uint64_t refresh_since_ms; /* refresh in flight since; 0 = none */
     uint64_t suspect_since_ms; /* suspicion window start; 0 = none */
+    bool failed;               /* the last resolution failed (kept after the recheck time) */
     uint16_t type;
     uint8_t name_len;
     uint8_t name[WIRE_NAME_MAX]; /* lowercase */
@@ -172,7 +173,7 @@ static struct stale_record *stale_get(struct stale_table *table, struct stale_sh
 /* Free a record that holds nothing any more. */
 static void stale_drop_if_empty(struct stale_shard *shard, struct stale_record *r)
 {
-    if (r->failed_until_ms == 0 && r->refresh_since_ms == 0 && r->suspect_since_ms == 0) {
+    if (!r->failed && r->refresh_since_ms == 0 && r->suspect_since_ms == 0) {
         stale_unlink(shard, r);
         free(r);
     }
@@ -191,13 +192,13 @@ void stale_mark_failed(struct stale_table *table, const uint8_t *name, size_t le
     if (!stale_key_make(table, name, len, type, &key))
         return;
     __atomic_add_fetch(&table->failures, 1, __ATOMIC_RELAXED);
-    if (recheck_ms == 0)
-        return;
     struct stale_shard *shard = stale_shard_of(table, &key);
     pthread_mutex_lock(&shard->lock);
     struct stale_record *r = stale_get(table, shard, &key);
-    if (r != NULL)
-        r->failed_until_ms = stale_stamp(now_ms + recheck_ms);
+    if (r != NULL) {
+        r->failed = true;
+        r->failed_until_ms = now_ms + recheck_ms;
+    }
     pthread_mutex_unlock(&shard->lock);
 }
 
@@ -210,11 +211,20 @@ bool stale_recently_failed(struct stale_table *table, const uint8_t *name, size_
     struct stale_shard *shard = stale_shard_of(table, &key);
     pthread_mutex_lock(&shard->lock);
     struct stale_record *r = stale_find(shard, &key);
-    bool failed = r != NULL && now_ms < r->failed_until_ms;
-    if (r != NULL && !failed && r->failed_until_ms != 0) {
-        r->failed_until_ms = 0;
-        stale_drop_if_empty(shard, r);
-    }
+    bool failed = r != NULL && r->failed && now_ms < r->failed_until_ms;
+    pthread_mutex_unlock(&shard->lock);
+    return failed;
+}
+
+bool stale_failed_before(struct stale_table *table, const uint8_t *name, size_t len, uint16_t type)
+{
+    struct stale_key key;
+    if (!stale_key_make(table, name, len, type, &key))
+        return false;
+    struct stale_shard *shard = stale_shard_of(table, &key);
+    pthread_mutex_lock(&shard->lock);
+    struct stale_record *r = stale_find(shard, &key);
+    bool failed = r != NULL && r->failed;
     pthread_mutex_unlock(&shard->lock);
     return failed;
 }
@@ -228,6 +238,7 @@ void stale_mark_resolved(struct stale_table *table, const uint8_t *name, size_t 
     pthread_mutex_lock(&shard->lock);
     struct stale_record *r = stale_find(shard, &key);
     if (r != NULL) {
+        r->failed = false;
         r->failed_until_ms = 0;
         r->suspect_since_ms = 0;
         stale_drop_if_empty(shard, r);

@@ -30,12 +30,15 @@ void stale_table_free(struct stale_table *table);
 /* Names are wire form, any case (compared without regard to case). Every function is
  * thread-safe; the ones that record something return false/do nothing when out of memory. */
 
-/* Resolution of name/type failed at now_ms: for recheck_ms, stale_recently_failed() is true. */
+/* Resolution of name/type failed at now_ms: for recheck_ms, stale_recently_failed() is true;
+ * stale_failed_before() stays true until stale_mark_resolved(). */
 void stale_mark_failed(struct stale_table *table, const uint8_t *name, size_t len, uint16_t type,
                        uint64_t now_ms, uint32_t recheck_ms);
 /* Did a resolution of name/type fail less than its recheck time ago? */
 bool stale_recently_failed(struct stale_table *table, const uint8_t *name, size_t len,
                            uint16_t type, uint64_t now_ms);
+/* Has the last resolution of name/type failed (however long ago)? */
+bool stale_failed_before(struct stale_table *table, const uint8_t *name, size_t len, uint16_t type);
 /* Resolution of name/type succeeded: forget its failure and any suspicion. */
 void stale_mark_resolved(struct stale_table *table, const uint8_t *name, size_t len, uint16_t type);
 
