@@ -126,7 +126,12 @@ static int snapshot_build(struct cache *cache, uint64_t now_ms, uint64_t wall_ms
 {
     if (sodium_init() < 0)
         return BALLAST_ESYS;
-    if (snapshot_buf_reserve(buf, SNAPSHOT_HEADER_LEN) != 0)
+    /* An entry takes more bytes in the cache than in the file, so this is usually all the walk
+     * needs: no large realloc (a copy of the whole buffer) while it holds a shard lock. */
+    struct cache_stats cache_stats;
+    cache_get_stats(cache, &cache_stats);
+    size_t expected = cache_stats.bytes < SIZE_MAX / 2 ? (size_t)cache_stats.bytes : 0;
+    if (snapshot_buf_reserve(buf, SNAPSHOT_HEADER_LEN + expected + SNAPSHOT_CHECKSUM_LEN) != 0)
         return BALLAST_ENOMEM;
     uint8_t *p = snapshot_put_bytes(buf->data, (const uint8_t *)SNAPSHOT_MAGIC, SNAPSHOT_MAGIC_LEN);
     p = snapshot_put_u32(p, SNAPSHOT_VERSION);

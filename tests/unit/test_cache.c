@@ -754,6 +754,334 @@ static void test_cache_concurrent_inserts_and_lookups_stay_consistent(void **sta
     cache_free(cache);
 }
 
+/* ---- cache_walk and cache_restore (snapshots) ---- */
+
+#define WALK_MAX 16
+
+struct walk_entry {
+    struct name name;
+    uint16_t type;
+    enum cache_kind kind;
+    enum cache_rank rank;
+    uint32_t ttl;
+    int64_t expires_in_ms;
+    uint8_t soa_owner_len;
+    size_t data_len;
+};
+
+struct walk_seen {
+    int calls;
+    int stop_after; /* return 42 from this call on; 0: never stop */
+    struct walk_entry entries[WALK_MAX];
+};
+
+static int walk_collect(void *ctx, const struct cache_record *rec)
+{
+    struct walk_seen *seen = ctx;
+    if (seen->calls < WALK_MAX) {
+        struct walk_entry *e = &seen->entries[seen->calls];
+        memcpy(e->name.wire, rec->name, rec->name_len);
+        e->name.len = rec->name_len;
+        e->type = rec->type;
+        e->kind = rec->kind;
+        e->rank = rec->rank;
+        e->ttl = rec->ttl;
+        e->expires_in_ms = rec->expires_in_ms;
+        e->soa_owner_len = rec->soa_owner_len;
+        e->data_len = rec->data_len;
+    }
+    seen->calls++;
+    return seen->stop_after != 0 && seen->calls >= seen->stop_after ? 42 : 0;
+}
+
+static const struct walk_entry *walk_find(const struct walk_seen *seen, const char *owner,
+                                          uint16_t type)
+{
+    struct name n = name_of(owner);
+    for (int i = 0; i < seen->calls && i < WALK_MAX; i++) {
+        const struct walk_entry *e = &seen->entries[i];
+        if (e->type == type && e->name.len == n.len && memcmp(e->name.wire, n.wire, n.len) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+static void test_cache_walk_sees_fresh_and_stale_but_not_entries_beyond_retention(void **state)
+{
+    struct cache *cache = make_cache(1u << 20, 4, 5000);
+    assert_int_equal(insert_a(cache, "fresh.example.test", 1, 300, CACHE_RANK_ANSWER_AUTH, T0), 0);
+    /* Expired 2 s before T0: stale. Expired 10 s before T0: beyond the 5 s retention. */
+    assert_int_equal(
+        insert_a(cache, "stale.example.test", 2, 10, CACHE_RANK_ADDITIONAL, T0 - 12000), 0);
+    assert_int_equal(
+        insert_a(cache, "dead.example.test", 3, 10, CACHE_RANK_ANSWER_AUTH, T0 - 20000), 0);
+    assert_int_equal(
+        insert_negative(cache, "gone.example.test", 0, 3600, 600, CACHE_RANK_ANSWER_AUTH, T0), 0);
+
+    struct walk_seen seen = {0};
+    assert_int_equal(cache_walk(cache, T0, walk_collect, &seen), 0);
+    assert_int_equal(seen.calls, 3);
+
+    const struct walk_entry *fresh = walk_find(&seen, "fresh.example.test", WIRE_TYPE_A);
+    assert_non_null(fresh);
+    assert_int_equal(fresh->kind, CACHE_KIND_RRSET);
+    assert_int_equal(fresh->rank, CACHE_RANK_ANSWER_AUTH);
+    assert_int_equal(fresh->ttl, 300);
+    assert_int_equal(fresh->expires_in_ms, 300000);
+    assert_int_equal(fresh->data_len, 6);
+
+    const struct walk_entry *stale = walk_find(&seen, "stale.example.test", WIRE_TYPE_A);
+    assert_non_null(stale);
+    assert_int_equal(stale->rank, CACHE_RANK_ADDITIONAL);
+    assert_int_equal(stale->expires_in_ms, -2000);
+
+    const struct walk_entry *gone = walk_find(&seen, "gone.example.test", 0);
+    assert_non_null(gone);
+    assert_int_equal(gone->kind, CACHE_KIND_NXDOMAIN);
+    assert_int_equal(gone->ttl, 600);
+    struct name apex = name_of("example.test");
+    uint8_t soa[WIRE_NAME_MAX * 2 + 20];
+    assert_int_equal(gone->soa_owner_len, apex.len);
+    assert_int_equal(gone->data_len, apex.len + soa_rdata(soa, 600));
+
+    assert_null(walk_find(&seen, "dead.example.test", WIRE_TYPE_A));
+    cache_free(cache);
+}
+
+static void test_cache_walk_stops_at_first_nonzero_return(void **state)
+{
+    struct cache *cache = make_cache(1u << 20, 16, 0);
+    for (int i = 0; i < 10; i++) {
+        char owner[64];
+        snprintf(owner, sizeof owner, "host%d.example.test", i);
+        assert_int_equal(insert_a(cache, owner, (uint8_t)i, 300, CACHE_RANK_ANSWER_AUTH, T0), 0);
+    }
+    struct walk_seen all = {0};
+    assert_int_equal(cache_walk(cache, T0, walk_collect, &all), 0);
+    assert_int_equal(all.calls, 10);
+
+    struct walk_seen first = {.stop_after = 1};
+    assert_int_equal(cache_walk(cache, T0, walk_collect, &first), 42);
+    assert_int_equal(first.calls, 1);
+
+    struct walk_seen third = {.stop_after = 3};
+    assert_int_equal(cache_walk(cache, T0, walk_collect, &third), 42);
+    assert_int_equal(third.calls, 3);
+    cache_free(cache);
+}
+
+/* A one-record A RRset as cache_walk would show it; rr must outlive the record. */
+static struct cache_record a_record(const struct name *n, const uint8_t rr[6], uint32_t ttl,
+                                    int64_t expires_in_ms, enum cache_rank rank)
+{
+    struct cache_record rec = {
+        .name = n->wire,
+        .name_len = n->len,
+        .type = WIRE_TYPE_A,
+        .rrclass = WIRE_CLASS_IN,
+        .kind = CACHE_KIND_RRSET,
+        .rank = rank,
+        .ttl = ttl,
+        .expires_in_ms = expires_in_ms,
+        .count = 1,
+        .data = rr,
+        .data_len = 6,
+    };
+    return rec;
+}
+
+static void test_cache_restore_caps_ttl_and_expiry(void **state)
+{
+    struct cache_options opts;
+    cache_options_init_defaults(&opts);
+    opts.max_ttl = 3600;
+    opts.max_negative_ttl = 900;
+    struct cache *cache;
+    assert_int_equal(cache_create(&opts, &cache), 0);
+    struct cache_result res;
+    uint8_t rr[6];
+    rdata_a(rr, 1);
+
+    /* An expiry further away than the TTL (a clock jumped back) is cut to the TTL. */
+    struct name a = name_of("a.example.test");
+    struct cache_record rec = a_record(&a, rr, 60, 3600000, CACHE_RANK_ANSWER_AUTH);
+    assert_int_equal(cache_restore(cache, &rec, T0), 0);
+    assert_int_equal(lookup(cache, "a.example.test", WIRE_TYPE_A, T0, &res, NULL, 0), CACHE_FRESH);
+    assert_int_equal(res.ttl, 60);
+    assert_int_equal(res.original_ttl, 60);
+
+    /* A TTL over this cache's max_ttl (another configuration wrote it) is capped. */
+    struct name b = name_of("b.example.test");
+    rec = a_record(&b, rr, 100000, 100000000, CACHE_RANK_ANSWER_AUTH);
+    assert_int_equal(cache_restore(cache, &rec, T0), 0);
+    assert_int_equal(lookup(cache, "b.example.test", WIRE_TYPE_A, T0, &res, NULL, 0), CACHE_FRESH);
+    assert_int_equal(res.ttl, 3600);
+    assert_int_equal(res.original_ttl, 3600);
+
+    /* Negative entries are capped by max_negative_ttl. */
+    struct name gone = name_of("gone.example.test");
+    struct name apex = name_of("example.test");
+    uint8_t data[WIRE_NAME_MAX * 3 + 20];
+    memcpy(data, apex.wire, apex.len);
+    size_t data_len = apex.len + soa_rdata(data + apex.len, 3600);
+    struct cache_record nx = {
+        .name = gone.wire,
+        .name_len = gone.len,
+        .type = 0,
+        .rrclass = WIRE_CLASS_IN,
+        .kind = CACHE_KIND_NXDOMAIN,
+        .rank = CACHE_RANK_ANSWER_AUTH,
+        .ttl = 3600,
+        .expires_in_ms = 3600000,
+        .data = data,
+        .data_len = data_len,
+        .soa_owner_len = (uint8_t)apex.len,
+    };
+    assert_int_equal(cache_restore(cache, &nx, T0), 0);
+    assert_int_equal(lookup(cache, "gone.example.test", WIRE_TYPE_MX, T0, &res, NULL, 0),
+                     CACHE_FRESH);
+    assert_int_equal(res.kind, CACHE_KIND_NXDOMAIN);
+    assert_int_equal(res.ttl, 900);
+    assert_int_equal(res.original_ttl, 900);
+    cache_free(cache);
+}
+
+static void test_cache_restore_beyond_retention_returns_not_found(void **state)
+{
+    struct cache *cache = make_cache(1u << 20, 4, 5000);
+    struct cache_result res;
+    uint8_t rr[6];
+    rdata_a(rr, 1);
+    struct name n = name_of("www.example.test");
+
+    struct cache_record rec = a_record(&n, rr, 60, -5000, CACHE_RANK_ANSWER_AUTH);
+    assert_int_equal(cache_restore(cache, &rec, T0), BALLAST_ENOTFOUND);
+    rec.expires_in_ms = INT64_MIN; /* from a corrupt or hostile source: must not overflow */
+    assert_int_equal(cache_restore(cache, &rec, T0), BALLAST_ENOTFOUND);
+    assert_int_equal(lookup(cache, "www.example.test", WIRE_TYPE_A, T0, &res, NULL, 0), CACHE_MISS);
+
+    rec.expires_in_ms = -4999;
+    assert_int_equal(cache_restore(cache, &rec, T0), 0);
+    assert_int_equal(lookup(cache, "www.example.test", WIRE_TYPE_A, T0, &res, NULL, 0),
+                     CACHE_STALE);
+    assert_int_equal(res.stale_ms, 4999);
+    cache_free(cache);
+
+    /* Without retention an entry expiring right now is already gone, as lookups see it. */
+    cache = make_cache(1u << 20, 4, 0);
+    rec.expires_in_ms = 0;
+    assert_int_equal(cache_restore(cache, &rec, T0), BALLAST_ENOTFOUND);
+    rec.expires_in_ms = 1000;
+    assert_int_equal(cache_restore(cache, &rec, T0), 0);
+    assert_int_equal(lookup(cache, "www.example.test", WIRE_TYPE_A, T0, &res, NULL, 0),
+                     CACHE_FRESH);
+    assert_int_equal(res.ttl, 1);
+    struct cache_stats stats;
+    cache_get_stats(cache, &stats);
+    assert_int_equal(stats.entries, 1);
+    cache_free(cache);
+}
+
+static void test_cache_restore_rejects_malformed_records(void **state)
+{
+    struct cache *cache = default_cache();
+    struct name n = name_of("www.example.test");
+    struct name apex = name_of("example.test");
+    uint8_t rr[6];
+    rdata_a(rr, 1);
+    const struct cache_record good = a_record(&n, rr, 60, 60000, CACHE_RANK_ANSWER_AUTH);
+    struct cache_record rec;
+
+    rec = good;
+    rec.count = 2; /* one record in the data */
+    assert_int_equal(cache_restore(cache, &rec, T0), BALLAST_EINVAL);
+    rec = good;
+    rec.data_len = 5;
+    assert_int_equal(cache_restore(cache, &rec, T0), BALLAST_EINVAL);
+    rec = good;
+    rec.rank = 0;
+    assert_int_equal(cache_restore(cache, &rec, T0), BALLAST_EINVAL);
+    rec = good;
+    rec.rank = CACHE_RANK_ANSWER_AUTH + 1;
+    assert_int_equal(cache_restore(cache, &rec, T0), BALLAST_EINVAL);
+    rec = good;
+    rec.kind = (enum cache_kind)7;
+    assert_int_equal(cache_restore(cache, &rec, T0), BALLAST_EINVAL);
+    rec = good;
+    rec.type = 0; /* an RRset of type 0 */
+    assert_int_equal(cache_restore(cache, &rec, T0), BALLAST_EINVAL);
+    rec = good;
+    rec.name_len = n.len - 1; /* name without its root label */
+    assert_int_equal(cache_restore(cache, &rec, T0), BALLAST_EINVAL);
+    rec = good;
+    rec.data = NULL;
+    assert_int_equal(cache_restore(cache, &rec, T0), BALLAST_EINVAL);
+
+    uint8_t data[WIRE_NAME_MAX * 3 + 20];
+    memcpy(data, apex.wire, apex.len);
+    size_t data_len = apex.len + soa_rdata(data + apex.len, 300);
+    const struct cache_record negative = {
+        .name = n.wire,
+        .name_len = n.len,
+        .type = WIRE_TYPE_AAAA,
+        .rrclass = WIRE_CLASS_IN,
+        .kind = CACHE_KIND_NODATA,
+        .rank = CACHE_RANK_ANSWER_AUTH,
+        .ttl = 300,
+        .expires_in_ms = 300000,
+        .data = data,
+        .data_len = data_len,
+        .soa_owner_len = (uint8_t)apex.len,
+    };
+    rec = negative;
+    assert_int_equal(cache_restore(cache, &rec, T0), 0); /* the control: this one is fine */
+    rec = negative;
+    rec.kind = CACHE_KIND_NXDOMAIN; /* NXDOMAIN with a type */
+    assert_int_equal(cache_restore(cache, &rec, T0), BALLAST_EINVAL);
+    rec = negative;
+    rec.type = 0; /* NODATA without one */
+    assert_int_equal(cache_restore(cache, &rec, T0), BALLAST_EINVAL);
+    rec = negative;
+    rec.soa_owner_len = 0;
+    assert_int_equal(cache_restore(cache, &rec, T0), BALLAST_EINVAL);
+    rec = negative;
+    rec.soa_owner_len = (uint8_t)(apex.len + 1);
+    assert_int_equal(cache_restore(cache, &rec, T0), BALLAST_EINVAL);
+    rec = negative;
+    rec.data_len = data_len - 1; /* SOA fixed fields one byte short */
+    assert_int_equal(cache_restore(cache, &rec, T0), BALLAST_EINVAL);
+
+    struct cache_stats stats;
+    cache_get_stats(cache, &stats);
+    assert_int_equal(stats.entries, 1);
+    cache_free(cache);
+}
+
+static void test_cache_restore_respects_rank_of_fresh_entry(void **state)
+{
+    struct cache *cache = make_cache(1u << 20, 4, 60000);
+    struct name n = name_of("ns1.example.test");
+    uint8_t rr[6];
+    assert_int_equal(insert_a(cache, "ns1.example.test", 1, 300, CACHE_RANK_ANSWER_AUTH, T0), 0);
+
+    rdata_a(rr, 2);
+    struct cache_record rec = a_record(&n, rr, 300, 300000, CACHE_RANK_ADDITIONAL);
+    assert_int_equal(cache_restore(cache, &rec, T0), BALLAST_EEXIST);
+    assert_int_equal(lookup_a_octet(cache, "ns1.example.test", T0), 1);
+
+    rdata_a(rr, 3);
+    rec = a_record(&n, rr, 300, 300000, CACHE_RANK_ANSWER_AUTH);
+    assert_int_equal(cache_restore(cache, &rec, T0), 0);
+    assert_int_equal(lookup_a_octet(cache, "ns1.example.test", T0), 3);
+
+    /* Once the existing entry has expired, lower-ranked data may replace it. */
+    rdata_a(rr, 4);
+    rec = a_record(&n, rr, 300, 300000, CACHE_RANK_ADDITIONAL);
+    assert_int_equal(cache_restore(cache, &rec, T0 + 300000), 0);
+    assert_int_equal(lookup_a_octet(cache, "ns1.example.test", T0 + 300000), 4);
+    cache_free(cache);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -779,6 +1107,12 @@ int main(void)
         cmocka_unit_test(test_cache_lookup_copies_into_caller_buffer),
         cmocka_unit_test(test_cache_rejects_malformed_input_and_options),
         cmocka_unit_test(test_cache_concurrent_inserts_and_lookups_stay_consistent),
+        cmocka_unit_test(test_cache_walk_sees_fresh_and_stale_but_not_entries_beyond_retention),
+        cmocka_unit_test(test_cache_walk_stops_at_first_nonzero_return),
+        cmocka_unit_test(test_cache_restore_caps_ttl_and_expiry),
+        cmocka_unit_test(test_cache_restore_beyond_retention_returns_not_found),
+        cmocka_unit_test(test_cache_restore_rejects_malformed_records),
+        cmocka_unit_test(test_cache_restore_respects_rank_of_fresh_entry),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
