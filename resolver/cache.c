@@ -291,9 +291,10 @@ static bool cache_may_replace(const struct cache_entry *existing, uint8_t incomi
     return !cache_entry_fresh(existing, now_ms) || existing->rank <= incoming_rank;
 }
 
-/* Store a filled entry (ownership passes to the cache in every case). */
+/* Store a filled entry (ownership passes to the cache in every case). A stale entry (restored
+ * from a snapshot) never replaces or removes a fresh one. */
 static int cache_store(struct cache *cache, const struct cache_key *key, struct cache_entry *entry,
-                       uint64_t now_ms)
+                       uint64_t now_ms, bool stale)
 {
     struct cache_shard *shard = cache_shard_of(cache, key);
     struct cache_entry *to_free = NULL;
@@ -304,7 +305,8 @@ static int cache_store(struct cache *cache, const struct cache_key *key, struct 
     struct cache_entry *old = cache_shard_find(shard, key, entry->type, entry->rrclass);
     if (size > shard->budget) {
         rc = BALLAST_ELIMIT;
-    } else if (old != NULL && !cache_may_replace(old, entry->rank, now_ms)) {
+    } else if (old != NULL && (!cache_may_replace(old, entry->rank, now_ms) ||
+                               (stale && cache_entry_fresh(old, now_ms)))) {
         rc = BALLAST_EEXIST;
     }
     if (rc != BALLAST_OK) {
@@ -318,7 +320,8 @@ static int cache_store(struct cache *cache, const struct cache_key *key, struct 
     if (entry->kind != CACHE_KIND_NXDOMAIN) {
         /* Data at the name proves it exists: a contradicting NXDOMAIN goes unless it outranks. */
         struct cache_entry *nx = cache_shard_find(shard, key, CACHE_TYPE_NXDOMAIN, entry->rrclass);
-        if (nx != NULL && cache_may_replace(nx, entry->rank, now_ms))
+        if (nx != NULL && cache_may_replace(nx, entry->rank, now_ms) &&
+            !(stale && cache_entry_fresh(nx, now_ms)))
             cache_shard_remove(shard, nx, &to_free);
     }
     cache_shard_make_room(cache, shard, size, now_ms, &to_free);
@@ -471,7 +474,7 @@ int cache_insert_rrset(struct cache *cache, const uint8_t *name, size_t name_len
     uint32_t clamped =
         cache_ttl_clamp(cache_ttl_sanitize(ttl), cache->opts.min_ttl, cache->opts.max_ttl);
     cache_entry_set_ttl(entry, clamped, now_ms);
-    return cache_store(cache, &key, entry, now_ms);
+    return cache_store(cache, &key, entry, now_ms, false);
 }
 
 /* SOA RDATA is MNAME RNAME and 20 bytes; returns false if not. *minimum gets MINIMUM. */
@@ -516,7 +519,7 @@ int cache_insert_negative(struct cache *cache, const uint8_t *name, size_t name_
     negative_ttl = cache_ttl_clamp(negative_ttl, 0, cache->opts.max_negative_ttl);
     negative_ttl = cache_ttl_clamp(negative_ttl, 0, cache->opts.max_ttl);
     cache_entry_set_ttl(entry, negative_ttl, now_ms);
-    return cache_store(cache, &key, entry, now_ms);
+    return cache_store(cache, &key, entry, now_ms, false);
 }
 
 /* ---- lookup ---- */
@@ -779,8 +782,10 @@ int cache_restore(struct cache *cache, const struct cache_record *rec, uint64_t 
     uint64_t expired_for = expires_in < 0 ? 0 - (uint64_t)expires_in : 0;
     if (expires_in <= 0 && expired_for >= cache->opts.stale_retention_ms)
         return BALLAST_ENOTFOUND;
+    /* The cache clock is monotonic from about boot: an expiry before its origin (after a reboot)
+     * is clamped to the origin, which keeps the entry stale a little longer than it was. */
     if (expired_for > now_ms)
-        return BALLAST_ENOTFOUND; /* before the clock's origin: cannot be represented */
+        expired_for = now_ms;
     struct cache_entry *entry = cache_entry_new(&key, rec->type, rec->rrclass, rec->data_len);
     if (entry == NULL)
         return BALLAST_ENOMEM;
@@ -793,5 +798,5 @@ int cache_restore(struct cache *cache, const struct cache_record *rec, uint64_t 
         wire_name_lower(entry->bytes + key.name_len, rec->data, rec->soa_owner_len);
     entry->ttl = ttl;
     entry->expire_ms = expires_in >= 0 ? now_ms + (uint64_t)expires_in : now_ms - expired_for;
-    return cache_store(cache, &key, entry, now_ms);
+    return cache_store(cache, &key, entry, now_ms, expires_in <= 0);
 }

@@ -982,6 +982,48 @@ static void test_cache_restore_beyond_retention_returns_not_found(void **state)
     cache_free(cache);
 }
 
+static void test_cache_restore_stale_never_replaces_fresh(void **state)
+{
+    struct cache *cache = make_cache(1u << 20, 4, 600000);
+    struct cache_result res;
+    uint8_t fresh_rr[6], stale_rr[6];
+    rdata_a(fresh_rr, 1);
+    rdata_a(stale_rr, 2);
+    struct name n = name_of("www.example.test");
+    assert_int_equal(cache_insert_rrset(cache, n.wire, n.len, WIRE_TYPE_A, WIRE_CLASS_IN, 60,
+                                        CACHE_RANK_ADDITIONAL, fresh_rr, sizeof fresh_rr, 1, T0),
+                     0);
+    /* a stale record of higher rank from a snapshot loses against fresh data */
+    struct cache_record rec = a_record(&n, stale_rr, 60, -1000, CACHE_RANK_ANSWER_AUTH);
+    assert_int_equal(cache_restore(cache, &rec, T0), BALLAST_EEXIST);
+    uint8_t buf[64];
+    assert_int_equal(lookup(cache, "www.example.test", WIRE_TYPE_A, T0, &res, buf, sizeof buf),
+                     CACHE_FRESH);
+    assert_memory_equal(res.rdata, fresh_rr, sizeof fresh_rr);
+    /* a fresh one of higher rank replaces it as an insert would */
+    rec.expires_in_ms = 30000;
+    assert_int_equal(cache_restore(cache, &rec, T0), 0);
+    assert_int_equal(lookup(cache, "www.example.test", WIRE_TYPE_A, T0, &res, buf, sizeof buf),
+                     CACHE_FRESH);
+    assert_memory_equal(res.rdata, stale_rr, sizeof stale_rr);
+    cache_free(cache);
+}
+
+static void test_cache_restore_before_clock_origin_stays_stale(void **state)
+{
+    /* after a reboot the monotonic clock is younger than the snapshot's stale entries */
+    struct cache *cache = make_cache(1u << 20, 4, 86400000);
+    struct cache_result res;
+    uint8_t rr[6];
+    rdata_a(rr, 1);
+    struct name n = name_of("www.example.test");
+    struct cache_record rec = a_record(&n, rr, 60, -3600000, CACHE_RANK_ANSWER_AUTH);
+    assert_int_equal(cache_restore(cache, &rec, 1000), 0);
+    assert_int_equal(lookup(cache, "www.example.test", WIRE_TYPE_A, 1000, &res, NULL, 0),
+                     CACHE_STALE);
+    cache_free(cache);
+}
+
 static void test_cache_restore_rejects_malformed_records(void **state)
 {
     struct cache *cache = default_cache();
@@ -1112,6 +1154,8 @@ int main(void)
         cmocka_unit_test(test_cache_restore_caps_ttl_and_expiry),
         cmocka_unit_test(test_cache_restore_beyond_retention_returns_not_found),
         cmocka_unit_test(test_cache_restore_rejects_malformed_records),
+        cmocka_unit_test(test_cache_restore_stale_never_replaces_fresh),
+        cmocka_unit_test(test_cache_restore_before_clock_origin_stays_stale),
         cmocka_unit_test(test_cache_restore_respects_rank_of_fresh_entry),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
