@@ -353,6 +353,8 @@ static void infra_entry_fail(const struct infra_config *config, struct infra_ent
         /* servers that failed together come back at different times */
         uint64_t span = period * config->holddown_jitter_percent / 100u;
         period = period - span + randombytes_uniform((uint32_t)(2 * span + 1));
+        if (period > config->holddown_max_ms)
+            period = config->holddown_max_ms;
     }
     e->held_until_ms = now_ms + period;
     e->last_probe_ms = now_ms;

@@ -784,16 +784,23 @@ static void iter_take_negative(struct iter_request *req, struct scrub_result *r,
 /* The suspicion window: a critical name with data in the cache (fresh or stale) answered empty.
  * While the window lasts the empty answer is neither cached nor given: the old data is served
  * stale (docs/serve-stale.md). */
-static bool iter_suspect_empty(struct iter_request *req)
+static bool iter_suspect_empty(struct iter_request *req, bool nxdomain)
 {
     const struct resolver_config *cfg = req->env->cfg;
     if (req->env->stale == NULL || !cfg->stale.enable || cfg->stale.suspicion_window_ms == 0 ||
         !resolver_config_is_critical(cfg, req->target, req->target_len))
         return false;
-    struct cache_result r;
-    int status = cache_lookup(req->env->cache, req->target, req->target_len, req->qtype,
-                              WIRE_CLASS_IN, iter_now(req), &r, NULL, 0);
-    if (status <= 0 || r.kind != CACHE_KIND_RRSET)
+    /* NODATA takes away the type asked; NXDOMAIN the whole name, so the addresses it had count
+     * too (clients ask A and AAAA together, and a cached NXDOMAIN would hide both) */
+    const uint16_t types[3] = {req->qtype, WIRE_TYPE_A, WIRE_TYPE_AAAA};
+    bool had_data = false;
+    for (unsigned i = 0; i < (nxdomain ? 3u : 1u) && !had_data; i++) {
+        struct cache_result r;
+        int status = cache_lookup(req->env->cache, req->target, req->target_len, types[i],
+                                  WIRE_CLASS_IN, iter_now(req), &r, NULL, 0);
+        had_data = status > 0 && r.kind == CACHE_KIND_RRSET;
+    }
+    if (!had_data)
         return false;
     return stale_suspect_empty(req->env->stale, req->target, req->target_len, req->qtype,
                                iter_now(req), cfg->stale.suspicion_window_ms);
@@ -813,7 +820,7 @@ static void iter_take_answer(struct iter_request *req, struct scrub_result *r)
     case SCRUB_NODATA:
         if (r->target)
             iter_set_target(req, ldns_rdf_data(r->target), ldns_rdf_size(r->target));
-        if (iter_suspect_empty(req)) {
+        if (iter_suspect_empty(req, r->status == SCRUB_NXDOMAIN)) {
             req->suspect = true;
             iter_fail(req, "critical name answered empty");
             break;

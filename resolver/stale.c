@@ -197,7 +197,7 @@ void stale_mark_failed(struct stale_table *table, const uint8_t *name, size_t le
     struct stale_record *r = stale_get(table, shard, &key);
     if (r != NULL) {
         r->failed = true;
-        r->failed_until_ms = now_ms + recheck_ms;
+        r->failed_until_ms = recheck_ms ? now_ms + recheck_ms : 0;
     }
     pthread_mutex_unlock(&shard->lock);
 }

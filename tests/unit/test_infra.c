@@ -404,6 +404,118 @@ static void test_infra_concurrent_use_stays_bounded(void **state)
     infra_free(infra);
 }
 
+static void hold_down(struct infra *infra, const struct addr *a, uint64_t now)
+{
+    for (int i = 0; i < 3; i++)
+        infra_report_timeout(infra, a, 0, now);
+}
+
+static void test_infra_fail_when_all_held_gives_limit_until_probe_due(void **state)
+{
+    struct infra_config cfg = test_config();
+    cfg.fail_when_all_held = true;
+    struct infra *infra = make_infra(&cfg);
+    struct addr servers[3] = {server("127.0.0.1@53"), server("127.0.0.2@53"),
+                              server("127.0.0.3@53")};
+    struct fake_random rnd = {.roll = 999, .pick = 0};
+    struct infra_random random = {fake_uniform, &rnd};
+    hold_down(infra, &servers[0], 0);    /* held until 30000, probe due at 10000 */
+    hold_down(infra, &servers[1], 5000); /* held until 35000, probe due at 15000 */
+    /* one healthy server left: it is chosen */
+    assert_int_equal(infra_select(infra, servers, 3, 6000, &random), 2);
+    /* every candidate held down, no probe due: no server at all */
+    assert_int_equal(infra_select(infra, servers, 2, 6000, &random), BALLAST_ELIMIT);
+    assert_int_equal(infra_select(infra, servers, 2, 9999, NULL), BALLAST_ELIMIT);
+    /* a due probe is still returned, once per interval */
+    assert_int_equal(infra_select(infra, servers, 2, 10000, &random), 0);
+    assert_int_equal(infra_select(infra, servers, 2, 10000, &random), BALLAST_ELIMIT);
+    assert_int_equal(infra_select(infra, servers, 2, 15000, &random), 1);
+    assert_int_equal(infra_select(infra, servers, 2, 15001, &random), BALLAST_ELIMIT);
+    assert_int_equal(infra_select(infra, servers, 2, 20000, &random), 0);
+    assert_int_equal(infra_select(infra, servers, 2, 25000, &random), 1);
+    /* the hold-down of server 0 is over: it is a candidate again */
+    assert_int_equal(infra_select(infra, servers, 2, 30000, &random), 0);
+    assert_int_equal(infra_select(infra, servers, 2, 30001, &random), 0);
+    infra_free(infra);
+}
+
+static void test_infra_without_fail_when_all_held_picks_earliest_end(void **state)
+{
+    struct infra_config cfg = test_config();
+    cfg.fail_when_all_held = false;
+    struct infra *infra = make_infra(&cfg);
+    struct addr servers[2] = {server("127.0.0.1@53"), server("127.0.0.2@53")};
+    hold_down(infra, &servers[0], 5000);
+    hold_down(infra, &servers[1], 0);
+    assert_int_equal(infra_select(infra, servers, 2, 6000, NULL), 1);
+    infra_free(infra);
+}
+
+static void test_infra_holddown_jitter_spreads_ends_within_percent(void **state)
+{
+    struct infra_config cfg = test_config();
+    cfg.holddown_jitter_percent = 20;
+    struct infra *infra = make_infra(&cfg);
+    const uint64_t now = 1000;
+    uint64_t lowest = UINT64_MAX, highest = 0, first = 0;
+    unsigned differing = 0;
+    for (int i = 0; i < 30; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "127.0.1.%d@53", i + 1);
+        struct addr a = server(text);
+        hold_down(infra, &a, now);
+        struct infra_server_info info;
+        infra_get(infra, &a, now, &info);
+        assert_true(info.held_down);
+        uint64_t period = info.held_until_ms - now;
+        assert_true(period >= 24000 && period <= 36000); /* [0.8, 1.2] x 30000 */
+        if (i == 0)
+            first = period;
+        differing += period != first;
+        lowest = period < lowest ? period : lowest;
+        highest = period > highest ? period : highest;
+    }
+    assert_true(differing > 0); /* they do not all come back at the same ms */
+    assert_true(highest - lowest > 1000);
+    infra_free(infra);
+}
+
+static void test_infra_holddown_jitter_applies_to_repeats(void **state)
+{
+    struct infra_config cfg = test_config();
+    cfg.holddown_ms = 1000;
+    cfg.holddown_max_ms = 100000;
+    cfg.holddown_jitter_percent = 10;
+    struct infra *infra = make_infra(&cfg);
+    for (int i = 0; i < 20; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "127.0.2.%d@53", i + 1);
+        struct addr a = server(text);
+        struct infra_server_info info;
+        hold_down(infra, &a, 0);
+        infra_get(infra, &a, 0, &info);
+        assert_true(info.held_until_ms >= 900 && info.held_until_ms <= 1100);
+        /* fails again once the first hold-down is over: twice as long, jittered */
+        infra_report_failure(infra, &a, 2000);
+        infra_get(infra, &a, 2000, &info);
+        assert_int_equal(info.holddowns, 2);
+        assert_true(info.held_until_ms >= 2000 + 1800 && info.held_until_ms <= 2000 + 2200);
+    }
+    infra_free(infra);
+}
+
+static void test_infra_rejects_jitter_over_100_percent(void **state)
+{
+    struct infra_config cfg = test_config();
+    struct infra *infra = NULL;
+    cfg.holddown_jitter_percent = 101;
+    assert_int_equal(infra_create(&cfg, &infra), BALLAST_EINVAL);
+    assert_null(infra);
+    cfg.holddown_jitter_percent = 100;
+    assert_int_equal(infra_create(&cfg, &infra), 0);
+    infra_free(infra);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -423,6 +535,11 @@ int main(void)
         cmocka_unit_test(test_infra_forgets_idle_state_after_host_ttl),
         cmocka_unit_test(test_infra_rejects_inconsistent_config),
         cmocka_unit_test(test_infra_concurrent_use_stays_bounded),
+        cmocka_unit_test(test_infra_fail_when_all_held_gives_limit_until_probe_due),
+        cmocka_unit_test(test_infra_without_fail_when_all_held_picks_earliest_end),
+        cmocka_unit_test(test_infra_holddown_jitter_spreads_ends_within_percent),
+        cmocka_unit_test(test_infra_holddown_jitter_applies_to_repeats),
+        cmocka_unit_test(test_infra_rejects_jitter_over_100_percent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
