@@ -63,6 +63,7 @@ enum resolver_option {
     OPT_LOG_LEVEL,
     OPT_PID_FILE,
     OPT_NO_QMIN,
+    OPT_NO_SERVE_STALE,
 };
 
 static void resolver_usage(FILE *out)
@@ -79,6 +80,7 @@ static void resolver_usage(FILE *out)
           "      --allow-private-upstreams query loopback and private addresses (tests)\n"
           "      --upstream-port N        port of servers found from hints and referrals\n"
           "      --no-qname-minimisation  send full names upstream (RFC 9156 off)\n"
+          "      --no-serve-stale         turn serve-stale off whatever the file says\n"
           "      --workers N              worker threads (0 = one per CPU)\n"
           "      --control PATH           Unix control socket (`ballast -s PATH ...`)\n"
           "      --log-level LEVEL        error, warn, info or debug\n"
@@ -107,6 +109,9 @@ static int resolver_apply_flag(struct resolver_config *cfg, int opt, const char 
     case OPT_NO_QMIN:
         cfg->resolution.qname_minimisation = false;
         return 0;
+    case OPT_NO_SERVE_STALE:
+        cfg->stale.enable = false;
+        return 0;
     case OPT_UPSTREAM_PORT:
         return resolver_config_set_upstream_port(cfg, arg, err);
     case OPT_WORKERS:
@@ -132,6 +137,7 @@ static const struct option resolver_options[] = {
     {"allow-private-upstreams", no_argument, NULL, OPT_ALLOW_PRIVATE},
     {"upstream-port", required_argument, NULL, OPT_UPSTREAM_PORT},
     {"no-qname-minimisation", no_argument, NULL, OPT_NO_QMIN},
+    {"no-serve-stale", no_argument, NULL, OPT_NO_SERVE_STALE},
     {"workers", required_argument, NULL, OPT_WORKERS},
     {"control", required_argument, NULL, OPT_CONTROL},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
