@@ -23,6 +23,7 @@ enum authd_option {
     OPTION_CONTROL,
     OPTION_LOG_LEVEL,
     OPTION_PID_FILE,
+    OPTION_FAULT_INJECTION,
 };
 
 struct authd_args {
@@ -36,6 +37,7 @@ struct authd_args {
     const char *control;
     const char *log_level;
     const char *pid_file;
+    bool fault_injection;
 };
 
 static void authd_usage(FILE *out)
@@ -51,6 +53,7 @@ static void authd_usage(FILE *out)
           "      --control PATH      Unix control socket (for `ballast -s PATH ...`)\n"
           "      --log-level LEVEL   error, warn, info or debug\n"
           "      --pid-file PATH     write the process id to PATH\n"
+          "      --fault-injection   accept `fault` control commands (tests and replay only)\n"
           "  -V, --version           print the version\n"
           "  -h, --help              this help\n",
           out);
@@ -67,6 +70,7 @@ static int authd_parse_args(int argc, char **argv, struct authd_args *args)
         {"control", required_argument, NULL, OPTION_CONTROL},
         {"log-level", required_argument, NULL, OPTION_LOG_LEVEL},
         {"pid-file", required_argument, NULL, OPTION_PID_FILE},
+        {"fault-injection", no_argument, NULL, OPTION_FAULT_INJECTION},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -101,6 +105,9 @@ static int authd_parse_args(int argc, char **argv, struct authd_args *args)
             break;
         case OPTION_PID_FILE:
             args->pid_file = optarg;
+            break;
+        case OPTION_FAULT_INJECTION:
+            args->fault_injection = true;
             break;
         case 'V':
             printf("ballast-authd 0.1.0\n");
@@ -245,7 +252,8 @@ int main(int argc, char **argv)
 
     struct server *server = NULL;
     char err_text[512];
-    if (server_start(&cfg, zones, &server, err_text, sizeof err_text) != 0) {
+    struct server_options options = {.fault_injection = args.fault_injection};
+    if (server_start(&cfg, zones, &options, &server, err_text, sizeof err_text) != 0) {
         log_error("startup_failed", "reason=\"%s\"", err_text);
         fprintf(stderr, "error: %s\n", err_text);
         status = AUTHD_EXIT_FAILURE;

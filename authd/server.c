@@ -16,6 +16,7 @@
 #include "control.h"
 #include "daemon.h"
 #include "errors.h"
+#include "fault.h"
 #include "healthd.h"
 #include "listener.h"
 #include "log.h"
@@ -58,6 +59,10 @@ struct worker {
     struct listener *listeners[AUTHD_MAX_LISTEN];
     size_t listener_count;
     uint64_t counters[COUNTER_COUNT];
+    /* --fault-injection only: */
+    uint8_t *fault_resp; /* the answer being built (deferred listeners bring no buffer) */
+    struct fault_delayer *fault_delayer;
+    struct fault_counters faults;
 };
 
 struct server {
@@ -72,6 +77,8 @@ struct server {
     uint64_t reloads_ok;
     uint64_t reloads_failed;
     time_t started;
+    bool fault_injection;       /* --fault-injection */
+    struct fault_rules *faults; /* RCU-protected; NULL: no rules */
 };
 
 /* --- the hot path ------------------------------------------------------------------------- */
@@ -134,6 +141,103 @@ static size_t worker_on_query(void *ctx, const uint8_t *query, size_t query_len,
     return len;
 }
 
+/* --- fault injection (--fault-injection only, common/fault.h) ----------------------------- */
+
+/* The response a rewriting fault asks for, with the SOA of the name's zone for empty and
+ * nxdomain. Call inside the RCU read-side section that gave snapshot. */
+static size_t worker_fault_rewrite(struct worker *worker, const struct server_snapshot *snapshot,
+                                   const struct fault_decision *decision, const uint8_t *query,
+                                   struct answer_info *info)
+{
+    const struct wire_query *q = &decision->query;
+    const struct zone *zone = zone_set_find(snapshot->zones, q->qname_lower, q->qname_len);
+    struct fault_soa soa, *negative = NULL;
+    if (zone && zone->soa && zone->soa->count > 0) {
+        soa = (struct fault_soa){
+            .owner = zone->apex,
+            .owner_len = zone->apex_len,
+            .rdata = zone->soa->data + 2, /* past RDLENGTH */
+            .rdlen = wire_read_u16(zone->soa->data),
+            .ttl = zone->negative_ttl,
+        };
+        negative = &soa;
+    }
+    size_t len = fault_write_response(decision, query, negative, snapshot->limits.edns_udp_size,
+                                      worker->fault_resp, LIMIT_DNS_MESSAGE_MAX);
+    memset(info, 0, sizeof *info);
+    info->outcome = ANSWER_SENT;
+    info->rcode = len ? WIRE_RCODE(worker->fault_resp[3]) : WIRE_RCODE_NOERROR;
+    info->truncated = decision->kind == FAULT_TRUNCATE;
+    return len;
+}
+
+/* The query path with fault injection on: listeners are deferred, and every answer is sent
+ * at once except the ones a latency rule holds back. */
+static void worker_on_query_faulty(void *ctx, const uint8_t *query, size_t query_len,
+                                   const struct sockaddr *peer, bool over_tcp,
+                                   struct listener_reply *reply)
+{
+    struct worker *worker = ctx;
+    struct fault_decision decision;
+    struct answer_info info;
+    size_t len = 0;
+    worker_bump(worker, over_tcp ? COUNTER_QUERIES_TCP : COUNTER_QUERIES_UDP);
+    urcu_memb_read_lock();
+    const struct server_snapshot *snapshot = rcu_dereference(worker->server->snapshot);
+    fault_decide(rcu_dereference(worker->server->faults), query, query_len, over_tcp, &decision);
+    if (decision.action == FAULT_ACTION_REWRITE)
+        len = worker_fault_rewrite(worker, snapshot, &decision, query, &info);
+    else if (decision.action != FAULT_ACTION_DROP)
+        len = answer_query_health(snapshot->zones, worker->server->health, &snapshot->limits, query,
+                                  query_len, worker->fault_resp, LIMIT_DNS_MESSAGE_MAX, over_tcp,
+                                  &info);
+    urcu_memb_read_unlock();
+    if (decision.action != FAULT_ACTION_ANSWER)
+        fault_counters_bump(&worker->faults.applied[decision.kind]);
+    if (decision.action == FAULT_ACTION_DROP) {
+        listener_reply_drop(reply);
+        return;
+    }
+    worker_count_answer(worker, &info);
+    if (len == 0)
+        listener_reply_drop(reply);
+    else if (decision.action != FAULT_ACTION_DELAY)
+        listener_reply_send(reply, worker->fault_resp, len);
+    else if (fault_delayer_send(worker->fault_delayer, reply, worker->fault_resp, len,
+                                decision.delay_ms) != 0)
+        fault_counters_bump(&worker->faults.delay_overflow);
+}
+
+static int worker_open_faulty(struct worker *worker, uv_loop_t *loop, char *err_text,
+                              size_t err_len)
+{
+    worker->fault_resp = malloc(LIMIT_DNS_MESSAGE_MAX);
+    if (!worker->fault_resp ||
+        fault_delayer_create(loop, FAULT_PENDING_MAX, &worker->fault_delayer) != 0) {
+        snprintf(err_text, err_len, "out of memory");
+        return BALLAST_ENOMEM;
+    }
+    return BALLAST_OK;
+}
+
+static int server_fault_command(struct server *server, int argc, char **argv,
+                                struct control_reply *reply)
+{
+    if (!server->fault_injection) {
+        control_reply_printf(reply, "%s\n", FAULT_DISABLED_TEXT);
+        return BALLAST_EINVAL;
+    }
+    struct fault_rules *next = NULL;
+    bool changed = false;
+    int rc = fault_command(server->faults, argc, argv, reply, &next, &changed);
+    if (rc == 0 && changed) {
+        struct fault_rules *old = rcu_xchg_pointer(&server->faults, next);
+        urcu_memb_synchronize_rcu(); /* no worker still reads the old rules */
+        fault_rules_free(old);
+    }
+    return rc;
+}
+
 /* --- workers ------------------------------------------------------------------------------ */
 
 static void worker_thread_enter(void *ctx, unsigned index)
@@ -149,6 +253,8 @@ static void worker_thread_exit(void *ctx, unsigned index)
 static void worker_close(void *ctx, unsigned index)
 {
     struct worker *worker = &((struct server *)ctx)->workers[index];
+    fault_delayer_close(worker->fault_delayer); /* before the listeners: it holds replies */
+    worker->fault_delayer = NULL;
     for (size_t i = 0; i < worker->listener_count; i++)
         listener_close(worker->listeners[i]);
     worker->listener_count = 0;
@@ -166,9 +272,16 @@ static int worker_open(void *ctx, unsigned index, uv_loop_t *loop, char *err_tex
         .udp = true,
         .tcp = true,
     };
+    if (server->fault_injection && worker_open_faulty(worker, loop, err_text, err_len) != 0)
+        return BALLAST_ENOMEM;
     for (size_t i = 0; i < server->cfg.listen_count; i++) {
-        int rc = listener_open(loop, &server->cfg.listen[i], &options, worker_on_query, worker,
-                               &worker->listeners[i], err_text, err_len);
+        /* Without fault injection, the synchronous listener: no token per query. */
+        int rc = server->fault_injection
+                     ? listener_open_deferred(loop, &server->cfg.listen[i], &options,
+                                              worker_on_query_faulty, worker, &worker->listeners[i],
+                                              err_text, err_len)
+                     : listener_open(loop, &server->cfg.listen[i], &options, worker_on_query,
+                                     worker, &worker->listeners[i], err_text, err_len);
         if (rc != 0)
             return rc;
         worker->listener_count++;
@@ -229,6 +342,13 @@ static void server_print_stats(struct server *server, struct control_reply *repl
                          server->snapshot->zones->count);
     if (server->health)
         healthd_stats(server->health, reply);
+    if (server->fault_injection) {
+        struct fault_counters faults;
+        memset(&faults, 0, sizeof faults);
+        for (unsigned i = 0; i < server->worker_count; i++)
+            fault_counters_add(&faults, &server->workers[i].faults);
+        fault_counters_print(&faults, server->faults, reply);
+    }
 }
 
 static void server_print_zones(struct server *server, struct control_reply *reply)
@@ -403,10 +523,13 @@ static int server_on_command(void *ctx, int argc, char **argv, struct control_re
         server_print_zones(server, reply);
     } else if (strcmp(command, "reload") == 0) {
         return server_reload(server, reply);
+    } else if (strcmp(command, "fault") == 0) {
+        return server_fault_command(server, argc, argv, reply);
     } else {
-        control_reply_printf(
-            reply, "unknown command '%s' (expected status, stats, zones, health, reload, stop)\n",
-            command);
+        control_reply_printf(reply,
+                             "unknown command '%s' (expected status, stats, zones, health, "
+                             "reload, fault, stop)\n",
+                             command);
         return BALLAST_EINVAL;
     }
     return BALLAST_OK;
@@ -423,6 +546,9 @@ static void server_free(struct server *server)
         zone_set_free(server->snapshot->zones);
         free(server->snapshot);
     }
+    for (unsigned i = 0; server->workers && i < server->worker_count; i++)
+        free(server->workers[i].fault_resp);
+    fault_rules_free(server->faults);
     free(server->workers);
     authd_config_free(&server->cfg);
     free(server);
@@ -436,8 +562,9 @@ static unsigned server_worker_count(unsigned configured)
     return cpus > 0 ? (unsigned)cpus : 1;
 }
 
-int server_start(struct authd_config *cfg, struct zone_set *zones, struct server **out,
-                 char *err_text, size_t err_len)
+int server_start(struct authd_config *cfg, struct zone_set *zones,
+                 const struct server_options *process_options, struct server **out, char *err_text,
+                 size_t err_len)
 {
     struct server *server = calloc(1, sizeof *server);
     struct server_snapshot *snapshot = malloc(sizeof *snapshot);
@@ -456,6 +583,10 @@ int server_start(struct authd_config *cfg, struct zone_set *zones, struct server
     snapshot->limits = server->cfg.limits;
     server->snapshot = snapshot;
     server->started = time(NULL);
+    server->fault_injection = process_options && process_options->fault_injection;
+    if (server->fault_injection)
+        log_warn("fault",
+                 "action=enabled reason=\"--fault-injection: answers can be faulted on command\"");
     server->worker_count = server_worker_count(server->cfg.workers);
     server->workers = calloc(server->worker_count, sizeof *server->workers);
     if (!server->workers || uv_loop_init(&server->loop) != 0) {

@@ -4,16 +4,25 @@
 #ifndef BALLAST_SERVER_H
 #define BALLAST_SERVER_H
 
+#include <stdbool.h>
+
 #include "authd_config.h"
 #include "zone.h"
 
 struct server;
 
+/* Command-line only settings, fixed for the life of the process (a reload keeps them). */
+struct server_options {
+    bool fault_injection; /* --fault-injection: accept "fault" commands (common/fault.h) */
+};
+
 /* Bind every listener and start the workers. Takes ownership of cfg (moved; the caller's struct
- * is reset) and of zones. Returns 0 or a negative BALLAST_E* code; on error everything taken
- * is freed and err_text says why (e.g. the address that could not be bound). */
-int server_start(struct authd_config *cfg, struct zone_set *zones, struct server **out,
-                 char *err_text, size_t err_len);
+ * is reset) and of zones; process_options may be NULL (all off). Returns 0 or a negative
+ * BALLAST_E* code; on error everything taken is freed and err_text says why (e.g. the address
+ * that could not be bound). */
+int server_start(struct authd_config *cfg, struct zone_set *zones,
+                 const struct server_options *process_options, struct server **out, char *err_text,
+                 size_t err_len);
 
 /* Run the main loop until SIGTERM, SIGINT or the "stop" control command, then stop the workers
  * and free everything. Returns the process exit status (0 after a clean shutdown). */

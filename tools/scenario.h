@@ -48,24 +48,28 @@ enum scenario_fault {
     SCENARIO_FAULT_TRUNCATE, /* TC=1 with no records over UDP */
 };
 
-enum scenario_endpoint_state { SCENARIO_ENDPOINT_UP, SCENARIO_ENDPOINT_DOWN, SCENARIO_ENDPOINT_SLOW };
+enum scenario_endpoint_state {
+    SCENARIO_ENDPOINT_UP,
+    SCENARIO_ENDPOINT_DOWN,
+    SCENARIO_ENDPOINT_SLOW
+};
 enum scenario_endpoint_kind { SCENARIO_ENDPOINT_TCP, SCENARIO_ENDPOINT_HTTP };
 /* Bad content for push events. */
 enum scenario_bad_input { SCENARIO_BAD_GARBAGE, SCENARIO_BAD_OVERSIZED, SCENARIO_BAD_EMPTY };
 
 struct scenario_zone {
-    char *name;         /* "example.test" (no trailing dot), lowercase */
-    char *authority;    /* name of the authority serving it */
-    uint32_t ttl;       /* default TTL of its records (seconds) */
-    char **records;     /* master-file lines relative to the zone ("www A 192.0.2.1") */
+    char *name;      /* "example.test" (no trailing dot), lowercase */
+    char *authority; /* name of the authority serving it */
+    uint32_t ttl;    /* default TTL of its records (seconds) */
+    char **records;  /* master-file lines relative to the zone ("www A 192.0.2.1") */
     size_t record_count;
     unsigned line;
 };
 
 struct scenario_authority {
-    char *name;           /* "auth1"; "root" is reserved for the generated root */
-    struct addr address;  /* 127.0.0.x; port 0 = the scenario's port */
-    char *extra_config;   /* YAML appended to its generated config (e.g. a health: section) */
+    char *name;          /* "auth1"; "root" is reserved for the generated root */
+    struct addr address; /* 127.0.0.x; port 0 = the scenario's port */
+    char *extra_config;  /* YAML appended to its generated config (e.g. a health: section) */
     unsigned line;
 };
 
@@ -84,7 +88,7 @@ struct scenario_resolver {
 };
 
 struct scenario_name {
-    char *text;   /* "www.example.test" */
+    char *text; /* "www.example.test" */
     uint8_t wire[WIRE_NAME_MAX];
     size_t wire_len;
     uint16_t qtype;
@@ -102,39 +106,39 @@ struct scenario_load {
 struct scenario_event {
     uint64_t at_ms; /* scenario time */
     enum scenario_action action;
-    char *target;  /* authority, endpoint, "resolver" or zone name (push-zone) */
+    char *target; /* authority, endpoint, "resolver" or zone name (push-zone) */
     enum scenario_fault fault;
-    char *name;         /* empty/nxdomain: the name (text); NULL = every name */
-    uint32_t percent;   /* loss */
-    uint32_t delay_ms;  /* latency */
+    char *name;        /* empty/nxdomain: the name (text); NULL = every name */
+    uint32_t percent;  /* loss */
+    uint32_t delay_ms; /* latency */
     enum scenario_endpoint_state state;
     enum scenario_bad_input bad;
-    char *file;         /* push-feed: the feed file (relative to the scenario) */
+    char *file; /* push-feed: the feed file (relative to the scenario) */
     unsigned line;
 };
 
 /* Expectations; each is checked only when set. Rates are in per mille (0..1000). */
 struct scenario_expect {
     bool has_success_rate;
-    uint32_t success_permille;        /* answers with data / queries, whole run */
+    uint32_t success_permille; /* answers with data / queries, whole run */
     bool has_window;
     uint64_t window_ms;               /* every window of this length (scenario time) ... */
     uint32_t window_success_permille; /* ... has at least this success rate */
     bool has_p99;
-    uint32_t p99_ms;                  /* client latency p99, whole run */
+    uint32_t p99_ms; /* client latency p99, whole run */
     bool has_upstream;
-    uint32_t max_upstream_qps;        /* resolver's upstream queries per second, any second */
-    char **never_empty;               /* names that must never get NODATA/NXDOMAIN/SERVFAIL */
+    uint32_t max_upstream_qps; /* resolver's upstream queries per second, any second */
+    char **never_empty;        /* names that must never get NODATA/NXDOMAIN/SERVFAIL */
     size_t never_empty_count;
 };
 
 struct scenario {
     char *source_file;
-    char *dir;          /* directory of source_file (relative paths) */
+    char *dir; /* directory of source_file (relative paths) */
     char *name;
     char *description;
     uint64_t duration_ms;
-    uint16_t port;      /* every daemon's port (default 5300) */
+    uint16_t port; /* every daemon's port (default 5300) */
     struct scenario_zone *zones;
     size_t zone_count;
     struct scenario_authority *authorities;
