@@ -427,6 +427,10 @@ static void frontend_start_refresh(struct frontend *frontend, struct frontend_sn
         return;
     }
     uint64_t now = uv_now(frontend->loop);
+    /* a question that just failed waits for its recheck time: prefetching it on every query in
+     * the last part of its TTL would be a retry storm of its own */
+    if (stale_recently_failed(frontend->shared.stale, qname, qname_len, qtype, now))
+        return;
     if (!stale_refresh_begin(frontend->shared.stale, qname, qname_len, qtype, now,
                              cfg->resolution.query_timeout_ms))
         return; /* another worker or query is refreshing it */

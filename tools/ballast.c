@@ -9,6 +9,7 @@
 #include "catalog.h"
 #include "control.h"
 #include "errors.h"
+#include "replay.h"
 
 #define BALLAST_EXIT_OK 0
 #define BALLAST_EXIT_ERROR 1       /* the daemon answered "error", or a check failed */
@@ -19,6 +20,7 @@
 static void ballast_usage(FILE *out)
 {
     fputs("usage: ballast check -c FILE           validate an authd config and its zones\n"
+          "       ballast replay [options] FILE   replay an outage scenario (docs/scenarios.md)\n"
           "       ballast [-s SOCKET] COMMAND     talk to a running daemon\n"
           "\n"
           "commands: status, stats, reload, stop; zones, health (authd);\n"
@@ -100,6 +102,8 @@ int main(int argc, char **argv)
         socket_path = BALLAST_DEFAULT_SOCKET;
     if (argc >= 2 && strcmp(argv[1], "check") == 0)
         return ballast_check(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "replay") == 0)
+        return replay_main(argc - 1, argv + 1);
     int opt;
     while ((opt = getopt_long(argc, argv, "+s:h", options, NULL)) != -1) {
         switch (opt) {

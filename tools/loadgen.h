@@ -21,7 +21,7 @@ struct loadgen_name {
 };
 
 struct loadgen_options {
-    struct addr server;              /* the resolver under test (UDP) */
+    struct addr server;               /* the resolver under test (UDP) */
     const struct loadgen_name *names; /* copied */
     size_t name_count;
     uint32_t rate;       /* queries per second, all clients together (> 0) */
@@ -33,17 +33,17 @@ struct loadgen_options {
  * counted in the second they were sent. */
 struct loadgen_second {
     uint64_t sent;
-    uint64_t answered;    /* any response */
-    uint64_t with_data;   /* NOERROR with at least one record of the asked type (or a CNAME) */
-    uint64_t stale;       /* ... of which carried EDE 3 or 19 (RFC 8914) */
-    uint64_t nodata;      /* NOERROR without data */
+    uint64_t answered;  /* any response */
+    uint64_t with_data; /* NOERROR with at least one record of the asked type (or a CNAME) */
+    uint64_t stale;     /* ... of which carried EDE 3 or 19 (RFC 8914) */
+    uint64_t nodata;    /* NOERROR without data */
     uint64_t nxdomain;
     uint64_t servfail;
     uint64_t other_rcode; /* REFUSED, FORMERR, ... */
     uint64_t timeouts;
     uint64_t never_empty_violations;
     uint32_t p50_us, p99_us, max_us; /* latency of the answered queries (0 when none) */
-    uint64_t upstream;    /* filled in by the caller (resolver stats), not by loadgen */
+    uint64_t upstream;               /* filled in by the caller (resolver stats), not by loadgen */
 };
 
 struct loadgen;
