@@ -24,6 +24,7 @@ enum authd_option {
     OPTION_LOG_LEVEL,
     OPTION_PID_FILE,
     OPTION_FAULT_INJECTION,
+    OPTION_FAIL_CLOSED,
 };
 
 struct authd_args {
@@ -38,6 +39,7 @@ struct authd_args {
     const char *log_level;
     const char *pid_file;
     bool fault_injection;
+    bool fail_closed;
 };
 
 static void authd_usage(FILE *out)
@@ -54,6 +56,8 @@ static void authd_usage(FILE *out)
           "      --log-level LEVEL   error, warn, info or debug\n"
           "      --pid-file PATH     write the process id to PATH\n"
           "      --fault-injection   accept `fault` control commands (tests and replay only)\n"
+          "      --fail-closed       health pools answer no records when every member is down and\n"
+          "                          withdraw members without pacing (replay baselines only)\n"
           "  -V, --version           print the version\n"
           "  -h, --help              this help\n",
           out);
@@ -71,6 +75,7 @@ static int authd_parse_args(int argc, char **argv, struct authd_args *args)
         {"log-level", required_argument, NULL, OPTION_LOG_LEVEL},
         {"pid-file", required_argument, NULL, OPTION_PID_FILE},
         {"fault-injection", no_argument, NULL, OPTION_FAULT_INJECTION},
+        {"fail-closed", no_argument, NULL, OPTION_FAIL_CLOSED},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -108,6 +113,9 @@ static int authd_parse_args(int argc, char **argv, struct authd_args *args)
             break;
         case OPTION_FAULT_INJECTION:
             args->fault_injection = true;
+            break;
+        case OPTION_FAIL_CLOSED:
+            args->fail_closed = true;
             break;
         case 'V':
             printf("ballast-authd 0.1.0\n");
@@ -252,6 +260,15 @@ int main(int argc, char **argv)
 
     struct server *server = NULL;
     char err_text[512];
+    if (args.fail_closed) {
+        /* what DNS does without Ballast's protections: the baseline of `ballast replay` */
+        for (size_t i = 0; i < cfg.health.pool_count; i++) {
+            cfg.health.pools[i].def.empty_mode = POOL_FAIL_CLOSED;
+            cfg.health.pools[i].max_withdraw_share = 1.0;
+        }
+        log_warn("fail_closed",
+                 "reason=\"--fail-closed: pools may answer empty (replay baseline)\"");
+    }
     struct server_options options = {.fault_injection = args.fault_injection};
     if (server_start(&cfg, zones, &options, &server, err_text, sizeof err_text) != 0) {
         log_error("startup_failed", "reason=\"%s\"", err_text);

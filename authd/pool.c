@@ -182,6 +182,8 @@ int pool_build_answer(const struct pool_def *def, const bool *serving,
         rc = pool_answer_from_members(def, chosen, n, level, false, out);
     } else if (def->empty_mode == POOL_LAST_HEALTHY && pool_previous_usable(def, previous)) {
         rc = pool_answer_copy(previous, out);
+    } else if (def->empty_mode == POOL_FAIL_CLOSED) {
+        rc = pool_answer_from_members(def, chosen, 0, 0, false, out);
     } else {
         /* Rule 3, fail open: an empty answer would take the name down for every client. */
         for (size_t i = 0; i < def->count; i++)

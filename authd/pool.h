@@ -17,6 +17,8 @@
 enum pool_empty_mode {
     POOL_FAIL_OPEN = 0,    /* every member down: answer with all members (default) */
     POOL_LAST_HEALTHY = 1, /* every member down: keep answering the last healthy set */
+    POOL_FAIL_CLOSED = 2,  /* every member down: no records (plain DNS without the never-empty
+                              rule; only `ballast-authd --fail-closed`, for replay baselines) */
 };
 
 struct pool_member_def {

@@ -982,6 +982,8 @@ static int replay_build(struct replay *r)
         d->argv[n++] = d->config_path;
         if (a)
             d->argv[n++] = "--fault-injection";
+        if (a && r->protections_off)
+            d->argv[n++] = "--fail-closed";
         if (resolver && r->protections_off)
             d->argv[n++] = "--no-serve-stale";
         d->argv[n] = NULL;

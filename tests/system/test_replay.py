@@ -113,6 +113,12 @@ class ReplayTest(unittest.TestCase):
         self.assertIn('FAILED', result.stdout)
         self.assertIn('never', result.stdout)
 
+    def test_failover_scenario_answers_empty_without_never_empty_rule(self):
+        out, result = self.run_scenario('region-failover', '--protections-off', want=1)
+        self.assertIn('never', result.stdout)
+        with open(os.path.join(out, 'run-protections-off', 'edge.log')) as f:
+            self.assertIn('event=fail_closed', f.read())
+
     def test_blackout_scenario_fails_without_protections(self):
         _, result = self.run_scenario('authority-blackout', '--protections-off', want=1)
         self.assertIn('success rate', result.stdout)

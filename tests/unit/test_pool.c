@@ -144,6 +144,31 @@ static void test_pool_nothing_serving_fails_open_with_all_members(void **state)
     pool_def_free(&def);
 }
 
+static void test_pool_fail_closed_answers_no_records(void **state)
+{
+    (void)state;
+    struct pool_def def;
+    uint16_t priorities[] = {0, 1};
+    make_pool(&def, 2, priorities, NULL);
+    def.empty_mode = POOL_FAIL_CLOSED; /* `ballast-authd --fail-closed`, replay baselines */
+    bool serving[] = {false, false};
+    struct pool_answer *answer = NULL;
+    assert_int_equal(pool_build_answer(&def, serving, NULL, &answer), 0);
+    assert_false(answer->fail_open);
+    assert_int_equal(answer->count, 0);
+    uint8_t buf[64];
+    struct zone_rrset picked;
+    assert_int_equal(pool_answer_pick(answer, 7, buf, sizeof buf, &picked), 0);
+    assert_int_equal(picked.count, 0);
+    pool_answer_free(answer);
+    /* with a member serving it answers as usual */
+    serving[1] = true;
+    assert_int_equal(pool_build_answer(&def, serving, NULL, &answer), 0);
+    assert_int_equal(answer->count, 1);
+    pool_answer_free(answer);
+    pool_def_free(&def);
+}
+
 static void test_pool_last_healthy_keeps_previous_set(void **state)
 {
     (void)state;
@@ -529,6 +554,7 @@ int main(void)
         cmocka_unit_test(test_pool_levels_ordered_by_priority_not_position),
         cmocka_unit_test(test_pool_no_level_reaching_min_healthy_uses_first_with_any),
         cmocka_unit_test(test_pool_nothing_serving_fails_open_with_all_members),
+        cmocka_unit_test(test_pool_fail_closed_answers_no_records),
         cmocka_unit_test(test_pool_last_healthy_keeps_previous_set),
         cmocka_unit_test(test_pool_last_healthy_without_healthy_history_fails_open),
         cmocka_unit_test(test_pool_last_healthy_ignores_previous_that_no_longer_fits),
