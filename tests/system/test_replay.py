@@ -123,6 +123,18 @@ class ReplayTest(unittest.TestCase):
         _, result = self.run_scenario('authority-blackout', '--protections-off', want=1)
         self.assertIn('success rate', result.stdout)
 
+    # --- --compare: both runs on one plot -------------------------------------------------
+
+    def test_compare_with_unbound_draws_both_runs(self):
+        out, result = self.run_scenario('blackout-vs-unbound', '--compare')
+        self.assertIn('unbound', result.stdout)
+        self.assertIn('with Unbound', result.stdout)
+        self.assertTrue(os.path.exists(os.path.join(out, 'timeline-unbound.csv')))
+        with open(os.path.join(out, 'plot.svg')) as f:
+            svg = f.read()
+        self.assertGreaterEqual(svg.count('<polyline'), 4)  # two panels x two runs
+        self.assertIn('unbound', svg)
+
     # --- bad scenarios are rejected with file:line ------------------------------------------
 
     def test_bad_scenario_named_with_file_and_line(self):
