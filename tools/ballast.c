@@ -24,6 +24,7 @@ static void ballast_usage(FILE *out)
           "       ballast [-s SOCKET] COMMAND     talk to a running daemon\n"
           "\n"
           "commands: status, stats, reload, stop; zones, health (authd);\n"
+          "          fault add|clear|list (authd started with --fault-injection);\n"
           "          flush NAME, flush-zone NAME, flush-all, cache dump [PATH],\n"
           "          cache load [PATH] (resolver)\n"
           "  -s, --socket PATH   control socket (default " BALLAST_DEFAULT_SOCKET ")\n"
