@@ -281,11 +281,11 @@ class StaleCase(unittest.TestCase):
         self.addCleanup(a.stop)
         return a
 
-    def resolver(self, config_text, name='r'):
+    def resolver(self, config_text, name='r', workers=2):
         """Start a resolver (fresh cache unless a snapshot says otherwise) in its own dir."""
         self._n += 1
         d = os.path.join(self.tmp, '%s%d' % (name, self._n))
-        r = tr.start_resolver(d, RES_ADDR, config_text=config_text)
+        r = tr.start_resolver(d, RES_ADDR, config_text=config_text, workers=workers)
         self.addCleanup(self._stop_resolver, r)
         return r
 
@@ -583,6 +583,40 @@ class ClientTimerTest(StaleCase):
         msg, took = self.ask(r, 'www')
         self.assert_fresh(msg, NEW_WWW, 'after the resolution behind the stale answer')
         self.assertLess(took, FAST)
+
+
+# ---- overload: past max-pending, stale at once rather than queueing -------------------------
+
+class OverloadTest(StaleCase):
+    """With max-pending 1 and one resolution stuck on a silent authority, a query for stale data
+    is answered stale at once and one without stale data gets SERVFAIL at once (docs/serve-stale.md,
+    Overload) instead of queueing behind the stuck one."""
+
+    def test_past_max_pending_stale_is_answered_at_once(self):
+        # a slow warm-up makes the resolver wait long (RTO = SRTT + 4 RTTVAR, about 0.9 s)
+        # for the silent authority later, so the stuck resolution really stays pending
+        fake = self.fake(mode='slow', delay=0.3)
+        # one worker: max-pending counts per worker
+        r = self.resolver(resolver_config(self.port, stale={'client-timeout': '5s'},
+                                          resolution={'max-pending': 1}), workers=1)
+        msg, _ = self.ask(r, 'www')
+        self.assert_fresh(msg, OLD_WWW, 'warm-up')
+        time.sleep(PAST_TTL)
+        fake.mode = 'silent'
+        # a name never cached: its resolution waits for the silent authority
+        stuck = threading.Thread(target=lambda: self.ask(r, 'never1', timeout=QUERY_TIMEOUT + 5))
+        stuck.start()
+        self.addCleanup(stuck.join)
+        time.sleep(0.2)  # not scaled: the stuck resolution lasts about 0.9 s in every build
+        msg, took = self.ask(r, 'www')
+        self.assert_stale(msg, OLD_WWW, 'past max-pending')
+        self.assertLess(took, FAST, 'stale answer past max-pending took %.3f s' % took)
+        msg, took = self.ask(r, 'never2')
+        self.assertEqual('SERVFAIL', rcode_text(msg), msg)
+        self.assertLess(took, FAST, 'SERVFAIL past max-pending took %.3f s' % took)
+        st = self.stats(r)
+        self.assertGreaterEqual(st['overload'], 2, st)
+        self.assertGreaterEqual(st['stale_at_once'], 1, st)
 
 
 # ---- 5: critical names that turn empty -----------------------------------------------------
