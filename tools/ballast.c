@@ -1,6 +1,10 @@
-/* ballast: the operator's tool. Checks configs and zones offline and talks to a running daemon
- * over its control socket (status, stats, zones, reload, stop). */
+/* ballast: the operator's tool. Checks configs and zones offline, replays outage scenarios, and
+ * talks to a running daemon over its control socket (status, stats, zones, reload, stop), in
+ * the daemons' key=value text or, with --json, as JSON for scripts. */
+#include <ctype.h>
 #include <getopt.h>
+#include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +32,10 @@ static void ballast_usage(FILE *out)
           "          flush NAME, flush-zone NAME, flush-all, cache dump [PATH],\n"
           "          cache load [PATH] (resolver)\n"
           "  -s, --socket PATH   control socket (default " BALLAST_DEFAULT_SOCKET ")\n"
+          "  -j, --json          print the daemon's reply as JSON: lines of one key=value go\n"
+          "                      into one object (numbers as numbers, repeated keys as lists),\n"
+          "                      lines of several (maybe after a name) into \"items\", other\n"
+          "                      text into \"message\" (\"error\" when the daemon refused)\n"
           "exit status: 0 ok, 1 the daemon or the check reported an error, 2 unreachable/usage\n",
           out);
 }
@@ -65,7 +73,141 @@ static int ballast_check(int argc, char **argv)
     return rc == 0 ? BALLAST_EXIT_OK : BALLAST_EXIT_ERROR;
 }
 
-static int ballast_control(const char *socket_path, int argc, char **argv)
+/* One token of a reply line: key=value, the value maybe "quoted" (backslash escapes). Returns
+ * the position after it, or NULL at the end of the line. */
+static const char *ballast_token(const char *p, char *key, size_t key_len, char *value,
+                                 size_t value_len, bool *is_pair)
+{
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (*p == '\0')
+        return NULL;
+    size_t k = 0, v = 0;
+    *is_pair = false;
+    while (*p && *p != ' ' && *p != '=' && k + 1 < key_len)
+        key[k++] = *p++;
+    key[k] = '\0';
+    if (*p == '=') {
+        *is_pair = true;
+        p++;
+        if (*p == '"') {
+            for (p++; *p && *p != '"'; p++) {
+                if (*p == '\\' && p[1])
+                    p++;
+                if (v + 1 < value_len)
+                    value[v++] = *p;
+            }
+            if (*p == '"')
+                p++;
+        } else {
+            while (*p && *p != ' ' && v + 1 < value_len)
+                value[v++] = *p++;
+        }
+    }
+    while (*p && *p != ' ')
+        p++; /* the rest of an over-long token */
+    value[v] = '\0';
+    return p;
+}
+
+static json_t *ballast_json_value(const char *text)
+{
+    char *end = NULL;
+    if (*text &&
+        (isdigit((unsigned char)*text) || (*text == '-' && isdigit((unsigned char)text[1])))) {
+        long long n = strtoll(text, &end, 10);
+        if (end && *end == '\0')
+            return json_integer(n);
+        double d = strtod(text, &end);
+        if (end && *end == '\0')
+            return json_real(d);
+    }
+    return json_string(text);
+}
+
+/* Add key=value to obj; a repeated key becomes a list. */
+static void ballast_json_put(json_t *obj, const char *key, json_t *value)
+{
+    json_t *old = json_object_get(obj, key);
+    if (!old) {
+        json_object_set_new(obj, key, value);
+    } else if (json_is_array(old)) {
+        json_array_append_new(old, value);
+    } else {
+        json_t *list = json_array();
+        json_array_append(list, old);
+        json_array_append_new(list, value);
+        json_object_set_new(obj, key, list);
+    }
+}
+
+/* The daemon's reply as JSON (see the usage). */
+static void ballast_print_json(const char *reply, bool ok, FILE *out)
+{
+    json_t *root = json_object();
+    json_t *items = json_array();
+    char *message = NULL;
+    size_t message_len = 0;
+    json_object_set_new(root, "ok", json_boolean(ok));
+    const char *line = reply ? reply : "";
+    while (*line) {
+        const char *eol = strchr(line, '\n');
+        size_t len = eol ? (size_t)(eol - line) : strlen(line);
+        char *copy = strndup(line, len);
+        char key[256], value[4096];
+        bool is_pair = false, all_pairs = true, named = false;
+        size_t tokens = 0;
+        for (const char *p = copy; p && *p;) {
+            p = ballast_token(p, key, sizeof key, value, sizeof value, &is_pair);
+            if (!p)
+                break;
+            if (tokens == 0 && !is_pair)
+                named = true; /* "example.test. serial=1 records=74": a named item */
+            else
+                all_pairs = all_pairs && is_pair;
+            tokens++;
+        }
+        if (tokens > 0 && all_pairs && (!named || tokens > 1)) {
+            json_t *target = tokens == 1 ? root : json_object();
+            for (const char *p = copy; p && *p;) {
+                p = ballast_token(p, key, sizeof key, value, sizeof value, &is_pair);
+                if (p && is_pair)
+                    ballast_json_put(target, key, ballast_json_value(value));
+                else if (p)
+                    json_object_set_new(target, "name", json_string(key));
+            }
+            if (tokens > 1)
+                json_array_append_new(items, target);
+        } else if (len > 0) {
+            char *grown = realloc(message, message_len + len + 2);
+            if (grown) {
+                message = grown;
+                memcpy(message + message_len, line, len);
+                message_len += len;
+                message[message_len++] = '\n';
+                message[message_len] = '\0';
+            }
+        }
+        free(copy);
+        line = eol ? eol + 1 : line + len;
+    }
+    if (json_array_size(items) > 0)
+        json_object_set(root, "items", items);
+    json_decref(items);
+    if (message) {
+        message[message_len - 1] = '\0';
+        json_object_set_new(root, ok ? "message" : "error", json_string(message));
+        free(message);
+    }
+    char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    if (text) {
+        fprintf(out, "%s\n", text);
+        free(text);
+    }
+    json_decref(root);
+}
+
+static int ballast_control(const char *socket_path, int argc, char **argv, bool json)
 {
     char line[4096];
     size_t used = 0;
@@ -82,11 +224,20 @@ static int ballast_control(const char *socket_path, int argc, char **argv)
     int rc =
         control_client_call(socket_path, line, BALLAST_CONTROL_TIMEOUT_MS, &reply, err, sizeof err);
     if (rc == BALLAST_EIO) {
-        fprintf(stderr, "error: %s\n", err);
+        if (json) {
+            char text[700];
+            snprintf(text, sizeof text, "%s", err);
+            ballast_print_json(text, false, stdout);
+        } else {
+            fprintf(stderr, "error: %s\n", err);
+        }
         free(reply);
         return BALLAST_EXIT_UNREACHABLE;
     }
-    fputs(reply ? reply : "", rc == 0 ? stdout : stderr);
+    if (json)
+        ballast_print_json(reply, rc == 0, stdout);
+    else
+        fputs(reply ? reply : "", rc == 0 ? stdout : stderr);
     free(reply);
     return rc == 0 ? BALLAST_EXIT_OK : BALLAST_EXIT_ERROR;
 }
@@ -95,6 +246,7 @@ int main(int argc, char **argv)
 {
     static const struct option options[] = {
         {"socket", required_argument, NULL, 's'},
+        {"json", no_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -106,10 +258,14 @@ int main(int argc, char **argv)
     if (argc >= 2 && strcmp(argv[1], "replay") == 0)
         return replay_main(argc - 1, argv + 1);
     int opt;
-    while ((opt = getopt_long(argc, argv, "+s:h", options, NULL)) != -1) {
+    bool json = false;
+    while ((opt = getopt_long(argc, argv, "+s:jh", options, NULL)) != -1) {
         switch (opt) {
         case 's':
             socket_path = optarg;
+            break;
+        case 'j':
+            json = true;
             break;
         case 'h':
             ballast_usage(stdout);
@@ -125,5 +281,5 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[optind], "check") == 0)
         return ballast_check(argc - optind, argv + optind);
-    return ballast_control(socket_path, argc - optind, argv + optind);
+    return ballast_control(socket_path, argc - optind, argv + optind, json);
 }

@@ -3,6 +3,7 @@
 # stats, stop, errors and exit codes), and clean shutdown on SIGTERM/SIGINT.
 """ballast-authd and ballast command-line contract (notes/authd-cli.md)."""
 
+import json
 import os
 import re
 import signal
@@ -182,6 +183,30 @@ class Control(unittest.TestCase):
         self.assertGreaterEqual(int(stats['answers_refused']), 1, stats)
         self.assertGreaterEqual(int(stats['answers_truncated']), 1, stats)
         self.assertEqual(stats['zones'], '3')
+
+    def test_json_output_for_scripts(self):
+        self.authd.query('www.example.test', 'A')
+        res = bt.run_tool('-s', self.authd.control, '--json', 'stats')
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        stats = json.loads(res.stdout)
+        self.assertIs(stats['ok'], True)
+        self.assertIsInstance(stats['queries_udp'], int)
+        self.assertGreaterEqual(stats['queries_udp'], 1)
+        self.assertEqual(stats['zones'], 3)
+        res = bt.run_tool('-s', self.authd.control, '--json', 'zones')
+        zones = json.loads(res.stdout)['items']
+        self.assertEqual(sorted(z['name'] for z in zones),
+                         ['deep.example.test.', 'example.test.', 'other.test.'])
+        self.assertEqual({z['name']: z['serial'] for z in zones}['example.test.'],
+                         SERIALS['example.test'])
+        res = bt.run_tool('-s', self.authd.control, '--json', 'no-such-command')
+        self.assertEqual(res.returncode, 1)
+        reply = json.loads(res.stdout)
+        self.assertIs(reply['ok'], False)
+        self.assertIn('unknown command', reply['error'])
+        res = bt.run_tool('-s', '/nonexistent/ballast.sock', '--json', 'status')
+        self.assertEqual(res.returncode, 2)
+        self.assertIn('no daemon listening', json.loads(res.stdout)['error'])
 
     def test_unknown_command_exits_1(self):
         res = self.authd.ctl('no-such-command')
