@@ -17,6 +17,7 @@
 #include "errors.h"
 #include "frontend.h"
 #include "log.h"
+#include "metrics.h"
 #include "resolver_config.h"
 #include "snapshot.h"
 #include "stale.h"
@@ -43,7 +44,8 @@ struct resolver {
     struct workers *threads;
     uv_loop_t loop;
     bool loop_ready;
-    struct daemon *daemon; /* signals, control socket, pid file */
+    struct daemon *daemon;          /* signals, control socket, pid file */
+    struct metrics_server *metrics; /* server.metrics; NULL when off */
     time_t started;
     uint64_t reloads_ok, reloads_failed;
 };
@@ -332,6 +334,139 @@ static void resolver_print_stats(struct resolver *r, struct control_reply *reply
                          (unsigned long long)r->reloads_failed);
 }
 
+/* --- Prometheus metrics ------------------------------------------------------------------- */
+
+static uint64_t resolver_counter_sum(struct resolver *r, enum frontend_counter counter)
+{
+    uint64_t sum = 0;
+    for (unsigned i = 0; i < r->worker_count; i++)
+        if (r->frontends[i])
+            sum += frontend_counter(r->frontends[i], counter);
+    return sum;
+}
+
+/* One family whose samples are frontend counters told apart by one label. */
+static void resolver_metric_labelled(struct resolver *r, struct metrics_writer *w, const char *name,
+                                     const char *help, const char *label,
+                                     const enum frontend_counter *counters,
+                                     const char *const *values, size_t count)
+{
+    metrics_family(w, name, "counter", help);
+    for (size_t i = 0; i < count; i++) {
+        char labels[96];
+        snprintf(labels, sizeof labels, "%s=\"%s\"", label, values[i]);
+        metrics_sample(w, name, labels, resolver_counter_sum(r, counters[i]));
+    }
+}
+
+/* docs/operations.md lists these; names follow the Prometheus conventions (unit suffixes,
+ * _total for counters, labels for the dimension). */
+static void resolver_collect_metrics(void *ctx, struct metrics_writer *w)
+{
+    struct resolver *r = ctx;
+    static const enum frontend_counter transports[] = {FRONTEND_QUERIES, FRONTEND_QUERIES_TCP};
+    static const char *const transport_names[] = {"udp", "tcp"};
+    resolver_metric_labelled(r, w, "ballast_resolver_queries_total", "Client queries received.",
+                             "transport", transports, transport_names, 2);
+    static const enum frontend_counter rcodes[] = {FRONTEND_NOERROR,  FRONTEND_NXDOMAIN,
+                                                   FRONTEND_SERVFAIL, FRONTEND_REFUSED,
+                                                   FRONTEND_FORMERR,  FRONTEND_NOTIMP};
+    static const char *const rcode_names[] = {"NOERROR", "NXDOMAIN", "SERVFAIL",
+                                              "REFUSED", "FORMERR",  "NOTIMP"};
+    resolver_metric_labelled(r, w, "ballast_resolver_answers_total", "Answers sent, by RCODE.",
+                             "rcode", rcodes, rcode_names, 6);
+    static const enum frontend_counter sources[] = {FRONTEND_CACHE_ANSWERS, FRONTEND_RESOLVED};
+    static const char *const source_names[] = {"cache", "resolved"};
+    resolver_metric_labelled(r, w, "ballast_resolver_answers_by_source_total",
+                             "Answers from the cache or after iterating.", "source", sources,
+                             source_names, 2);
+    static const enum frontend_counter stale[] = {
+        FRONTEND_STALE_ON_TIMER, FRONTEND_STALE_ON_FAILURE, FRONTEND_STALE_AT_ONCE};
+    static const char *const stale_names[] = {"client_timer", "failure", "at_once"};
+    resolver_metric_labelled(r, w, "ballast_resolver_stale_answers_total",
+                             "Answers with stale data (RFC 8767), by why they were stale.",
+                             "reason", stale, stale_names, 3);
+    static const enum frontend_counter drops[] = {FRONTEND_DROPPED, FRONTEND_ACL_REFUSED,
+                                                  FRONTEND_OVERLOAD};
+    static const char *const drop_names[] = {"malformed_or_denied", "acl_refused", "overload"};
+    resolver_metric_labelled(r, w, "ballast_resolver_rejected_queries_total",
+                             "Queries dropped or refused, by reason.", "reason", drops, drop_names,
+                             3);
+    metrics_single(w, "ballast_resolver_stale_suspect_answers_total", "counter",
+                   "Stale answers for critical names that turned empty (suspicion window).",
+                   resolver_counter_sum(r, FRONTEND_STALE_SUSPECT));
+    metrics_single(w, "ballast_resolver_query_timeouts_total", "counter",
+                   "Client queries that reached query-timeout.",
+                   resolver_counter_sum(r, FRONTEND_TIMEOUTS));
+    metrics_single(w, "ballast_resolver_prefetches_total", "counter",
+                   "Background refreshes started before an entry expired.",
+                   resolver_counter_sum(r, FRONTEND_PREFETCHES));
+    metrics_single(w, "ballast_resolver_refreshes_total", "counter",
+                   "Background refreshes started behind a stale answer.",
+                   resolver_counter_sum(r, FRONTEND_REFRESHES));
+    struct outbound_stats total = {0};
+    for (unsigned i = 0; i < r->worker_count; i++) {
+        struct outbound_stats s;
+        if (!r->frontends[i])
+            continue;
+        frontend_outbound_stats(r->frontends[i], &s);
+        total.sent_udp += s.sent_udp;
+        total.sent_tcp += s.sent_tcp;
+        total.answers += s.answers;
+        total.timeouts += s.timeouts;
+        total.errors += s.errors;
+        total.coalesced += s.coalesced;
+    }
+    metrics_family(w, "ballast_resolver_upstream_queries_total", "counter",
+                   "Queries sent to authorities and forwarders.");
+    metrics_sample(w, "ballast_resolver_upstream_queries_total", "transport=\"udp\"",
+                   total.sent_udp);
+    metrics_sample(w, "ballast_resolver_upstream_queries_total", "transport=\"tcp\"",
+                   total.sent_tcp);
+    metrics_family(w, "ballast_resolver_upstream_results_total", "counter",
+                   "How upstream exchanges ended.");
+    metrics_sample(w, "ballast_resolver_upstream_results_total", "result=\"answer\"",
+                   total.answers);
+    metrics_sample(w, "ballast_resolver_upstream_results_total", "result=\"timeout\"",
+                   total.timeouts);
+    metrics_sample(w, "ballast_resolver_upstream_results_total", "result=\"error\"", total.errors);
+    metrics_single(w, "ballast_resolver_upstream_coalesced_total", "counter",
+                   "Upstream sends that joined an identical exchange in flight.", total.coalesced);
+    struct cache_stats cs;
+    cache_get_stats(r->cache, &cs);
+    metrics_single(w, "ballast_resolver_cache_entries", "gauge",
+                   "Entries in the cache (fresh and stale).", cs.entries);
+    metrics_single(w, "ballast_resolver_cache_bytes", "gauge", "Bytes accounted to the cache.",
+                   cs.bytes);
+    metrics_family(w, "ballast_resolver_cache_lookups_total", "counter",
+                   "Cache lookups by result.");
+    metrics_sample(w, "ballast_resolver_cache_lookups_total", "result=\"hit\"", cs.hits);
+    metrics_sample(w, "ballast_resolver_cache_lookups_total", "result=\"stale\"", cs.stale_hits);
+    metrics_sample(w, "ballast_resolver_cache_lookups_total", "result=\"miss\"", cs.misses);
+    metrics_single(w, "ballast_resolver_cache_evictions_total", "counter",
+                   "Entries dropped to stay within the cache size.", cs.evictions);
+    struct stale_table_stats ss;
+    stale_table_get_stats(r->stale, &ss);
+    metrics_single(w, "ballast_resolver_resolution_failures_total", "counter",
+                   "Failed resolutions recorded for the failure recheck.", ss.failures);
+    metrics_single(w, "ballast_resolver_suspicions_total", "counter",
+                   "Suspicion windows started for critical names that turned empty.",
+                   ss.suspicions);
+    metrics_single(w, "ballast_resolver_upstream_servers", "gauge",
+                   "Upstream servers in the infra cache.", infra_count(r->infra));
+    metrics_family(w, "ballast_resolver_reloads_total", "counter", "Reloads by result.");
+    metrics_sample(w, "ballast_resolver_reloads_total", "result=\"ok\"", r->reloads_ok);
+    metrics_sample(w, "ballast_resolver_reloads_total", "result=\"rejected\"", r->reloads_failed);
+    metrics_family(w, "ballast_resolver_cache_snapshots_total", "counter",
+                   "Cache snapshot writes by result.");
+    metrics_sample(w, "ballast_resolver_cache_snapshots_total", "result=\"ok\"",
+                   r->snapshots_written);
+    metrics_sample(w, "ballast_resolver_cache_snapshots_total", "result=\"failed\"",
+                   r->snapshots_failed);
+    metrics_single(w, "ballast_resolver_start_time_seconds", "gauge",
+                   "Unix time the resolver started.", (uint64_t)r->started);
+}
+
 /* --- cache snapshots ---------------------------------------------------------------------- */
 
 static uint64_t resolver_wall_ms(void)
@@ -555,11 +690,18 @@ static int resolver_start(struct resolver *r, char *err_text, size_t err_len)
                            err_len);
     if (rc == 0)
         rc = daemon_open(&r->loop, &options, &r->daemon, err_text, err_len);
+    if (rc == 0 && cfg->has_metrics)
+        rc = metrics_open(&r->loop, &cfg->metrics, resolver_collect_metrics, r, &r->metrics,
+                          err_text, err_len);
     return rc;
 }
 
 static void resolver_shutdown(struct resolver *r, bool clean)
 {
+    if (r->metrics) {
+        metrics_close(r->metrics);
+        r->metrics = NULL;
+    }
     workers_stop(r->threads);
     r->threads = NULL;
     if (clean && r->cache && r->snapshot->cfg.cache.snapshot_file != NULL)

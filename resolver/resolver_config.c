@@ -70,8 +70,8 @@ static const char *const resolver_top_keys[] = {"server", "access-control", "res
                                                 "cache",  "serve-stale",    "forward",
                                                 "stub",   "limits",         NULL};
 /* Keys of each section read by hand rather than from resolver_key_specs. */
-static const char *const resolver_server_extra_keys[] = {"listen", "log-level", "control",
-                                                         "pid-file", NULL};
+static const char *const resolver_server_extra_keys[] = {"listen",   "log-level", "control",
+                                                         "pid-file", "metrics",   NULL};
 static const char *const resolver_resolution_extra_keys[] = {"root-hints", NULL};
 static const char *const resolver_cache_extra_keys[] = {"snapshot-file", NULL};
 static const char *const resolver_stale_extra_keys[] = {"critical-suffixes", NULL};
@@ -423,7 +423,18 @@ static int resolver_read_server(struct resolver_config *cfg, const struct config
                                                 .log_level = &cfg->log_level,
                                                 .control_path = &cfg->control_path,
                                                 .pid_file = &cfg->pid_file};
-    return config_read_server_fields(server, cfg->source_file, &fields, err);
+    rc = config_read_server_fields(server, cfg->source_file, &fields, err);
+    const struct config_node *node = NULL;
+    const char *text = NULL;
+    if (rc == 0)
+        rc = config_get_text(server, "metrics", &node, &text, err);
+    if (rc == 0 && text != NULL) {
+        if (addr_parse(text, RESOLVER_DEFAULT_METRICS_PORT, &cfg->metrics) != 0)
+            return config_fail(err, node, "metrics: invalid address '%s' (expected ADDR[@PORT])",
+                               text);
+        cfg->has_metrics = true;
+    }
+    return rc;
 }
 
 static int resolver_read_resolution(struct resolver_config *cfg, const struct config_node *root,

@@ -16,6 +16,7 @@
 #include "wire.h"
 
 #define RESOLVER_DEFAULT_PORT 53
+#define RESOLVER_DEFAULT_METRICS_PORT 9153 /* server.metrics without a port */
 #define RESOLVER_MAX_LISTEN 64
 /* Servers listed for one forward or stub zone. */
 #define RESOLVER_MAX_ZONE_SERVERS 32
@@ -123,7 +124,9 @@ struct resolver_config {
     enum log_level log_level;
     char *control_path; /* Unix control socket; NULL = none */
     char *pid_file;     /* NULL = none */
-    struct acl acl;     /* the defaults (acl_defaults) unless access-control is given */
+    bool has_metrics;   /* server.metrics: the Prometheus endpoint (off by default) */
+    struct addr metrics;
+    struct acl acl; /* the defaults (acl_defaults) unless access-control is given */
     struct resolver_resolution_config resolution;
     struct resolver_cache_config cache;
     struct resolver_stale_config stale;

@@ -14,6 +14,8 @@ import sys
 import threading
 import time
 import unittest
+import urllib.error
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ballast_test as bt  # noqa: E402
@@ -552,6 +554,67 @@ class ReloadTest(ResolverTestCase):
         stats = self.r.stats()
         self.assertEqual(2, stats['reloads_failed'], stats)
         self.assertEqual(1, stats['reloads_ok'], stats)
+
+
+# ---- Prometheus metrics ----------------------------------------------------------------------
+
+class MetricsTest(unittest.TestCase):
+    """server.metrics: GET /metrics in the Prometheus text format, counters that follow the
+    queries, 404 elsewhere; off unless configured."""
+
+    ADDR = NET + '.53'
+
+    def scrape(self, port, path='/metrics'):
+        with urllib.request.urlopen('http://%s:%d%s' % (self.ADDR, port, path), timeout=5) as resp:
+            self.assertEqual(resp.headers['Content-Type'].split(';')[0], 'text/plain')
+            return resp.read().decode()
+
+    def samples(self, text):
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith('#'):
+                key, value = line.rsplit(' ', 1)
+                out[key] = int(value)
+        return out
+
+    def test_metrics_endpoint_follows_queries(self):
+        port = bt.free_port(self.ADDR)
+        d = fresh_dir('metrics')
+        r = start_resolver(d, self.ADDR, H, config_text='server:\n  metrics: "%s@%d"\n' % (
+            self.ADDR, port))
+        try:
+            before = self.samples(self.scrape(port))
+            r.query('www.example.test.', 'A')
+            r.query('www.example.test.', 'A')
+            r.query('nope.example.test.', 'A')
+            text = self.scrape(port)
+            after = self.samples(text)
+            self.assertIn('# TYPE ballast_resolver_queries_total counter', text)
+            self.assertIn('# TYPE ballast_resolver_cache_entries gauge', text)
+            q = 'ballast_resolver_queries_total{transport="udp"}'
+            self.assertEqual(after[q] - before[q], 3)
+            nx = 'ballast_resolver_answers_total{rcode="NXDOMAIN"}'
+            self.assertEqual(after[nx] - before[nx], 1)
+            cache = 'ballast_resolver_answers_by_source_total{source="cache"}'
+            self.assertGreaterEqual(after[cache] - before[cache], 1)
+            up = 'ballast_resolver_upstream_queries_total{transport="udp"}'
+            self.assertGreater(after[up], before[up])
+            self.assertGreater(after['ballast_resolver_cache_entries'], 0)
+            with self.assertRaises(urllib.error.HTTPError) as cm:
+                self.scrape(port, '/nothing')
+            self.assertEqual(cm.exception.code, 404)
+        finally:
+            stop_checked(r)
+
+    def test_metrics_are_off_by_default(self):
+        port = bt.free_port(self.ADDR)
+        d = fresh_dir('metrics-off')
+        r = start_resolver(d, self.ADDR, H)
+        try:
+            with self.assertRaises(OSError):
+                self.scrape(port)
+        finally:
+            stop_checked(r)
 
 
 # ---- budgets -------------------------------------------------------------------------------
