@@ -1,4 +1,4 @@
-/* ballast-authd configuration: reads the YAML schema (server, limits, zones, health) from a
+/* ballast-authd configuration: reads the YAML schema (server, limits, rrl, zones, health) from a
  * config_node tree, and the --listen/--zone flags, into one struct authd_config; every error names
  * the file and line (or "command line") and the limit crossed. */
 #include "authd_config.h"
@@ -38,7 +38,7 @@ static const struct config_key_spec authd_limit_specs[] = {
 };
 #define AUTHD_LIMIT_SPEC_COUNT (sizeof(authd_limit_specs) / sizeof(authd_limit_specs[0]))
 
-static const char *const authd_top_keys[] = {"server", "limits", "zones", "health", NULL};
+static const char *const authd_top_keys[] = {"server", "limits", "rrl", "zones", "health", NULL};
 static const char *const authd_server_keys[] = {"listen",  "workers",  "log-level",
                                                 "control", "pid-file", NULL};
 static const char *const authd_zone_keys[] = {"name", "file", NULL};
@@ -49,6 +49,7 @@ void authd_config_init(struct authd_config *cfg)
     cfg->workers = 0;
     cfg->log_level = LOG_LEVEL_INFO;
     limits_init_defaults(&cfg->limits);
+    rrl_config_defaults(&cfg->rrl, RRL_SECTION_RESPONSES);
 }
 
 void authd_config_free(struct authd_config *cfg)
@@ -1383,6 +1384,8 @@ static int authd_read_tree(void *ctx, const struct config_node *root, struct con
     /* Limits before zones: max-zones applies to the list whatever the key order. */
     if (rc == 0)
         rc = authd_read_limits(cfg, root, err);
+    if (rc == 0)
+        rc = rrl_config_read(root, RRL_SECTION_RESPONSES, &cfg->rrl, err);
     if (rc == 0)
         rc = authd_read_zones(cfg, root, err);
     if (rc == 0)

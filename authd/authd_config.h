@@ -1,4 +1,4 @@
-/* ballast-authd configuration: the YAML schema (server, limits, zones, health) and the
+/* ballast-authd configuration: the YAML schema (server, limits, rrl, zones, health) and the
  * command-line shortcut (--listen/--zone without a file), both producing one struct authd_config.
  */
 #ifndef BALLAST_AUTHD_CONFIG_H
@@ -12,6 +12,7 @@
 #include "healthd.h"
 #include "limit.h"
 #include "log.h"
+#include "rrl.h"
 
 #define AUTHD_DEFAULT_PORT 53
 #define AUTHD_MAX_LISTEN 64
@@ -34,13 +35,15 @@ struct authd_config {
     char *control_path; /* Unix control socket; NULL = none */
     char *pid_file;     /* NULL = none */
     struct limits limits;
+    struct rrl_config rrl; /* response rate limiting (docs/authd.md); off by default */
     struct authd_zone_config *zones;
     size_t zone_count;
     struct healthd_config health; /* pools and feeds; empty when the file has no health section */
     unsigned *health_pool_lines;  /* line of each pool's name in source_file, for errors */
 };
 
-/* Defaults: no listeners, no zones, workers 0, log info, default limits, no control socket. */
+/* Defaults: no listeners, no zones, workers 0, log info, default limits, no control socket,
+ * rate limiting off. */
 void authd_config_init(struct authd_config *cfg);
 void authd_config_free(struct authd_config *cfg);
 

@@ -20,6 +20,7 @@
 #include "healthd.h"
 #include "listener.h"
 #include "log.h"
+#include "rrl.h"
 #include "wire.h"
 #include "workers.h"
 
@@ -29,6 +30,7 @@
 struct server_snapshot {
     struct zone_set *zones;
     struct limits limits;
+    struct rrl *rrl; /* response rate limiting, shared by the workers; NULL when off */
 };
 
 /* Per-worker counters: one writer (the worker), read by the main thread with relaxed loads. */
@@ -126,6 +128,26 @@ static void worker_count_answer(struct worker *worker, const struct answer_info 
     worker_bump(worker, counter);
 }
 
+/* Response rate limiting (docs/authd.md): the response in resp as sent (len), cut to a TC=1 slip,
+ * or 0 to send nothing. Only UDP is limited: a TCP client has proved its address (RFC 7766 §1),
+ * and the slip sends real clients there. Call inside the RCU read-side section of snapshot. */
+static size_t worker_rate_limit(const struct server_snapshot *snapshot, uint8_t *resp, size_t len,
+                                const struct sockaddr *peer, bool over_tcp)
+{
+    if (!snapshot->rrl || over_tcp || len == 0)
+        return len;
+    uint8_t key[RRL_KEY_MAX];
+    size_t key_len = rrl_response_key(resp, len, key);
+    switch (rrl_check(snapshot->rrl, peer, key, key_len, rrl_now_ms())) {
+    case RRL_PASS:
+        return len;
+    case RRL_SLIP:
+        return rrl_slip_response(resp, len);
+    default:
+        return 0;
+    }
+}
+
 static size_t worker_on_query(void *ctx, const uint8_t *query, size_t query_len, uint8_t *resp,
                               size_t resp_cap, const struct sockaddr *peer, bool over_tcp)
 {
@@ -136,6 +158,7 @@ static size_t worker_on_query(void *ctx, const uint8_t *query, size_t query_len,
     const struct server_snapshot *snapshot = rcu_dereference(worker->server->snapshot);
     size_t len = answer_query_health(snapshot->zones, worker->server->health, &snapshot->limits,
                                      query, query_len, resp, resp_cap, over_tcp, &info);
+    len = worker_rate_limit(snapshot, resp, len, peer, over_tcp);
     urcu_memb_read_unlock();
     worker_count_answer(worker, &info);
     return len;
@@ -191,6 +214,8 @@ static void worker_on_query_faulty(void *ctx, const uint8_t *query, size_t query
         len = answer_query_health(snapshot->zones, worker->server->health, &snapshot->limits, query,
                                   query_len, worker->fault_resp, LIMIT_DNS_MESSAGE_MAX, over_tcp,
                                   &info);
+    if (decision.action != FAULT_ACTION_DROP)
+        len = worker_rate_limit(snapshot, worker->fault_resp, len, peer, over_tcp);
     urcu_memb_read_unlock();
     if (decision.action != FAULT_ACTION_ANSWER)
         fault_counters_bump(&worker->faults.applied[decision.kind]);
@@ -322,6 +347,21 @@ static void server_listener_stats(const struct server *server, struct listener_s
     }
 }
 
+/* Counters of the current rate-limit table (zeros when off); they start over when a reload
+ * changes the rrl section. The main thread is the only writer of the snapshot pointer. */
+static void server_print_rrl_stats(const struct server *server, struct control_reply *reply)
+{
+    struct rrl_stats rs = {0};
+    if (server->snapshot->rrl)
+        rrl_get_stats(server->snapshot->rrl, &rs);
+    control_reply_printf(reply,
+                         "rrl_passed=%llu\nrrl_slipped=%llu\nrrl_dropped=%llu\nrrl_exempt=%llu\n"
+                         "rrl_evicted=%llu\n",
+                         (unsigned long long)rs.passed, (unsigned long long)rs.slipped,
+                         (unsigned long long)rs.dropped, (unsigned long long)rs.exempt,
+                         (unsigned long long)rs.evicted);
+}
+
 static void server_print_stats(struct server *server, struct control_reply *reply)
 {
     for (int c = 0; c < COUNTER_COUNT; c++)
@@ -336,6 +376,7 @@ static void server_print_stats(struct server *server, struct control_reply *repl
                          (unsigned long long)ls.tcp_idle_closed,
                          (unsigned long long)ls.tcp_bad_frames,
                          (unsigned long long)ls.udp_send_errors);
+    server_print_rrl_stats(server, reply);
     control_reply_printf(reply, "reloads_ok=%llu\nreloads_failed=%llu\nzones=%zu\n",
                          (unsigned long long)server->reloads_ok,
                          (unsigned long long)server->reloads_failed,
@@ -441,6 +482,30 @@ static void server_report_failures(const struct catalog_report *report, struct c
     }
 }
 
+/* The rate-limit table for wanted: none when off, the current one (buckets and counters kept)
+ * when its settings did not change, else a new one. */
+static int server_rrl_prepare(const struct server *server, const struct rrl_config *wanted,
+                              struct rrl **out)
+{
+    *out = NULL;
+    if (!wanted->enable)
+        return BALLAST_OK;
+    struct rrl *current = server->snapshot->rrl;
+    if (current && rrl_config_equal(rrl_get_config(current), wanted)) {
+        *out = current;
+        return BALLAST_OK;
+    }
+    int rc = rrl_create(wanted, out);
+    if (rc == 0)
+        log_info("rrl",
+                 "action=enabled rate=%u burst=%u slip=%u ipv4_prefix=%u ipv6_prefix=%u "
+                 "table_size=%u whitelist=%zu",
+                 wanted->rate, wanted->burst ? wanted->burst : wanted->rate, wanted->slip,
+                 wanted->ipv4_prefix, wanted->ipv6_prefix, wanted->table_size,
+                 wanted->whitelist_count);
+    return rc;
+}
+
 /* Staged reload: read the config (if any) and every zone first, then publish the new snapshot
  * in one pointer swap. Returns 0 when everything loaded; an error when the reload was refused
  * or some zones kept their previous version. */
@@ -468,6 +533,10 @@ static int server_reload(struct server *server, struct control_reply *reply)
     int rc = catalog_load(wanted, server->snapshot->zones, &zones, &report);
     server_report_failures(&report, reply);
     struct server_snapshot *fresh = rc == 0 ? malloc(sizeof *fresh) : NULL;
+    if (fresh && (rc = server_rrl_prepare(server, &wanted->rrl, &fresh->rrl)) != 0) {
+        free(fresh);
+        fresh = NULL;
+    }
     if (!fresh) {
         const char *why =
             rc == BALLAST_ENOTFOUND ? "no zone would be served" : ballast_strerror(rc);
@@ -487,6 +556,8 @@ static int server_reload(struct server *server, struct control_reply *reply)
     struct server_snapshot *old = rcu_xchg_pointer(&server->snapshot, fresh);
     urcu_memb_synchronize_rcu(); /* no worker still reads the old snapshot */
     catalog_release_previous(zones, old->zones);
+    if (old->rrl != fresh->rrl)
+        rrl_free(old->rrl);
     free(old);
 
     bool partial = report.failure_count > 0;
@@ -544,6 +615,7 @@ static void server_free(struct server *server)
 {
     if (server->snapshot) {
         zone_set_free(server->snapshot->zones);
+        rrl_free(server->snapshot->rrl);
         free(server->snapshot);
     }
     for (unsigned i = 0; server->workers && i < server->worker_count; i++)
@@ -581,12 +653,19 @@ int server_start(struct authd_config *cfg, struct zone_set *zones,
     authd_config_init(cfg);
     snapshot->zones = zones;
     snapshot->limits = server->cfg.limits;
+    snapshot->rrl = NULL;
     server->snapshot = snapshot;
     server->started = time(NULL);
     server->fault_injection = process_options && process_options->fault_injection;
     if (server->fault_injection)
         log_warn("fault",
                  "action=enabled reason=\"--fault-injection: answers can be faulted on command\"");
+    int rrl_rc = server_rrl_prepare(server, &server->cfg.rrl, &snapshot->rrl);
+    if (rrl_rc != 0) {
+        snprintf(err_text, err_len, "rrl: %s", ballast_strerror(rrl_rc));
+        server_free(server);
+        return rrl_rc;
+    }
     server->worker_count = server_worker_count(server->cfg.workers);
     server->workers = calloc(server->worker_count, sizeof *server->workers);
     if (!server->workers || uv_loop_init(&server->loop) != 0) {

@@ -12,6 +12,7 @@
 #include "listener.h"
 #include "log.h"
 #include "outbound.h"
+#include "rrl.h"
 #include "wire.h"
 
 const char *const frontend_counter_names[FRONTEND_COUNTER_COUNT] = {
@@ -22,7 +23,7 @@ const char *const frontend_counter_names[FRONTEND_COUNTER_COUNT] = {
     "query_timeouts",   "stale_answers",   "stale_on_timer",
     "stale_on_failure", "stale_at_once",   "stale_suspect",
     "prefetches",       "refreshes",       "refreshes_skipped",
-    "overload",
+    "overload",         "client_limited",
 };
 
 struct frontend {
@@ -74,6 +75,12 @@ struct frontend_snapshot *frontend_snapshot_new(struct resolver_config *cfg,
     struct frontend_snapshot *snapshot = calloc(1, sizeof *snapshot);
     if (!snapshot)
         return NULL;
+    /* A reload starts the buckets over: a client's count is at most one burst off. */
+    if (cfg->client_limits.enable &&
+        rrl_create(&cfg->client_limits, &snapshot->client_limits) != 0) {
+        free(snapshot);
+        return NULL;
+    }
     snapshot->cfg = *cfg;
     memset(cfg, 0, sizeof *cfg);
     snapshot->hints = *hints;
@@ -84,6 +91,7 @@ struct frontend_snapshot *frontend_snapshot_new(struct resolver_config *cfg,
 void frontend_snapshot_release(struct frontend_snapshot *snapshot)
 {
     if (snapshot && __atomic_sub_fetch(&snapshot->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+        rrl_free(snapshot->client_limits);
         resolver_config_free(&snapshot->cfg);
         free(snapshot);
     }
@@ -541,6 +549,17 @@ static bool frontend_refused_type(uint16_t qtype)
            (qtype >= 128 && qtype <= 254 && qtype != WIRE_TYPE_ANY);
 }
 
+/* Over its client-limits (docs/resolver-configuration.md)? Every query an allowed client sends,
+ * over UDP or TCP, takes a token from its prefix's bucket; without one it is dropped, so a flood
+ * costs the resolver no resolution and its victim no answer. There is no TC=1 slip: a resolver's
+ * answers are not the amplifier RRL guards against; the limit is about the work. */
+static bool frontend_client_limited(const struct frontend_snapshot *snapshot,
+                                    const struct sockaddr *peer)
+{
+    return snapshot->client_limits &&
+           rrl_check(snapshot->client_limits, peer, NULL, 0, rrl_now_ms()) != RRL_PASS;
+}
+
 static void frontend_on_query(void *ctx, const uint8_t *query, size_t query_len,
                               const struct sockaddr *peer, bool over_tcp,
                               struct listener_reply *reply)
@@ -562,6 +581,9 @@ static void frontend_on_query(void *ctx, const uint8_t *query, size_t query_len,
     enum acl_action action = acl_check(&snapshot->cfg.acl, peer);
     if (action == ACL_DENY) {
         frontend_bump(frontend, FRONTEND_DROPPED);
+        listener_reply_drop(reply);
+    } else if (action == ACL_ALLOW && frontend_client_limited(snapshot, peer)) {
+        frontend_bump(frontend, FRONTEND_CLIENT_LIMITED);
         listener_reply_drop(reply);
     } else if (WIRE_OPCODE(q.flags) != 0) {
         if (rc != 0)

@@ -20,10 +20,13 @@
 struct frontend_snapshot {
     struct resolver_config cfg;
     struct iter_hints hints;
+    struct rrl *client_limits; /* cfg.client_limits' table, shared by the workers; NULL: off */
     uint32_t refs;
 };
 
-/* Take ownership of cfg (moved) and hints into a new snapshot with one reference. */
+/* Take ownership of cfg (moved) and hints into a new snapshot with one reference, and a fresh
+ * client-limits table when cfg has one. NULL when out of memory (cfg is then still the
+ * caller's). */
 struct frontend_snapshot *frontend_snapshot_new(struct resolver_config *cfg,
                                                 const struct iter_hints *hints);
 void frontend_snapshot_release(struct frontend_snapshot *snapshot);
@@ -52,6 +55,7 @@ enum frontend_counter {
     FRONTEND_REFRESHES,         /* refreshes left running after a stale answer */
     FRONTEND_REFRESHES_SKIPPED, /* not started: too many refreshes in flight */
     FRONTEND_OVERLOAD,          /* queries past max-pending (stale or SERVFAIL at once) */
+    FRONTEND_CLIENT_LIMITED,    /* dropped: the client's prefix was over client-limits */
     FRONTEND_COUNTER_COUNT
 };
 extern const char *const frontend_counter_names[FRONTEND_COUNTER_COUNT];

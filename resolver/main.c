@@ -387,11 +387,12 @@ static void resolver_collect_metrics(void *ctx, struct metrics_writer *w)
                              "Answers with stale data (RFC 8767), by why they were stale.",
                              "reason", stale, stale_names, 3);
     static const enum frontend_counter drops[] = {FRONTEND_DROPPED, FRONTEND_ACL_REFUSED,
-                                                  FRONTEND_OVERLOAD};
-    static const char *const drop_names[] = {"malformed_or_denied", "acl_refused", "overload"};
+                                                  FRONTEND_OVERLOAD, FRONTEND_CLIENT_LIMITED};
+    static const char *const drop_names[] = {"malformed_or_denied", "acl_refused", "overload",
+                                             "client_limited"};
     resolver_metric_labelled(r, w, "ballast_resolver_rejected_queries_total",
                              "Queries dropped or refused, by reason.", "reason", drops, drop_names,
-                             3);
+                             4);
     metrics_single(w, "ballast_resolver_stale_suspect_answers_total", "counter",
                    "Stale answers for critical names that turned empty (suspicion window).",
                    resolver_counter_sum(r, FRONTEND_STALE_SUSPECT));

@@ -66,9 +66,9 @@ static const struct config_key_spec resolver_key_specs[] = {
                  limits.edns_udp_size),
 };
 
-static const char *const resolver_top_keys[] = {"server", "access-control", "resolution",
-                                                "cache",  "serve-stale",    "forward",
-                                                "stub",   "limits",         NULL};
+static const char *const resolver_top_keys[] = {
+    "server",  "access-control", "resolution", "cache",         "serve-stale",
+    "forward", "stub",           "limits",     "client-limits", NULL};
 /* Keys of each section read by hand rather than from resolver_key_specs. */
 static const char *const resolver_server_extra_keys[] = {"listen",   "log-level", "control",
                                                          "pid-file", "metrics",   NULL};
@@ -114,6 +114,7 @@ int resolver_config_init(struct resolver_config *cfg)
         .prefetch_percent = RESOLVER_DEFAULT_PREFETCH_PERCENT,
         .suspicion_window_ms = RESOLVER_DEFAULT_SUSPICION_WINDOW_MS,
     };
+    rrl_config_defaults(&cfg->client_limits, RRL_SECTION_QUERIES);
     acl_init(&cfg->acl);
     r->root_hints = strdup(RESOLVER_DEFAULT_ROOT_HINTS);
     if (r->root_hints == NULL || acl_defaults(&cfg->acl) != 0)
@@ -708,6 +709,8 @@ static int resolver_read_tree(void *ctx, const struct config_node *root, struct 
         rc = resolver_read_stale(cfg, root, err);
     if (rc == 0)
         rc = resolver_read_section(cfg, root, "limits", NULL, &unused, err);
+    if (rc == 0)
+        rc = rrl_config_read(root, RRL_SECTION_QUERIES, &cfg->client_limits, err);
     if (rc == 0)
         rc = resolver_read_zones(cfg, root, RESOLVER_ZONE_FORWARD, err);
     if (rc == 0)

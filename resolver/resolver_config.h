@@ -1,5 +1,6 @@
 /* ballast-resolver configuration: the YAML schema (server, access-control, resolution, cache,
- * forward, stub, limits) and the command-line helpers, both producing one struct resolver_config.
+ * forward, stub, limits, client-limits) and the command-line helpers, both producing one struct
+ * resolver_config.
  */
 #ifndef BALLAST_RESOLVER_CONFIG_H
 #define BALLAST_RESOLVER_CONFIG_H
@@ -13,6 +14,7 @@
 #include "config.h"
 #include "limit.h"
 #include "log.h"
+#include "rrl.h"
 #include "wire.h"
 
 #define RESOLVER_DEFAULT_PORT 53
@@ -133,6 +135,7 @@ struct resolver_config {
     struct resolver_zone_config *zones; /* forward and stub zones, in the order given */
     size_t zone_count;
     struct limits limits; /* tcp-clients, tcp-idle-timeout, tcp-pipeline, edns-udp-size */
+    struct rrl_config client_limits; /* queries per second per client prefix; off (rate 0) */
 };
 
 /* Defaults: no listeners, the default ACL, the shipped root hints, every default above.

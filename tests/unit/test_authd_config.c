@@ -176,7 +176,7 @@ static void test_authd_config_unknown_keys_rejected_with_line(void **state)
     load_fails("authd_unknown_key.yaml", BALLAST_EINVAL, 5, "unknown key 'max-zone-recods'");
     load_fails("authd_unknown_key.yaml", BALLAST_EINVAL, 5, "max-zone-records");
     load_fails("authd_unknown_top_key.yaml", BALLAST_EINVAL, 3,
-               "unknown key 'resolver' (expected one of: server, limits, zones, health)");
+               "unknown key 'resolver' (expected one of: server, limits, rrl, zones, health)");
     load_fails("authd_unknown_zone_key.yaml", BALLAST_EINVAL, 4,
                "unknown key 'type' (expected one of: name, file)");
 }

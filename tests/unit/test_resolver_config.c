@@ -214,7 +214,7 @@ static void test_resolver_config_unknown_keys_rejected_with_line(void **state)
     (void)state;
     load_fails("unknown_top_key.yaml", BALLAST_EINVAL, 3,
                "unknown key 'zones' (expected one of: server, access-control, resolution, cache, "
-               "serve-stale, forward, stub, limits)");
+               "serve-stale, forward, stub, limits, client-limits)");
     load_fails("unknown_resolution_key.yaml", BALLAST_EINVAL, 3,
                "unknown key 'qname-minimization' (expected one of: ");
     load_fails("unknown_resolution_key.yaml", BALLAST_EINVAL, 3, "qname-minimisation");
