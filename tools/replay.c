@@ -38,6 +38,14 @@
 
 struct replay;
 
+/* A control command run off the loop thread (a reload of a big zone takes seconds, and the
+ * client load must not stall meanwhile); jobs run one at a time, in the order they came. */
+struct replay_job {
+    struct replay_job *next;
+    struct replay_daemon *daemon;
+    char command[600];
+};
+
 /* A daemon process: the root, an authority or the resolver. */
 struct replay_daemon {
     struct replay *r;
@@ -112,6 +120,12 @@ struct replay {
     struct replay_window windows[REPLAY_MAX_WINDOWS];
     char window_labels[REPLAY_MAX_WINDOWS][96];
     size_t window_count;
+    struct replay_job *jobs, *jobs_tail; /* queued control commands */
+    uv_work_t job_work;
+    bool job_running;
+    int job_rc;
+    char job_err[256];
+    char *job_reply;
     struct loadgen_second *result; /* copy of the seconds with upstream merged */
     size_t result_count;
     int error;
@@ -300,18 +314,33 @@ static uint32_t replay_scaled_ttl(const struct replay *r, uint32_t ttl)
     return scaled < 1 ? 1 : scaled;
 }
 
+/* Files are replaced the way a deploy pipeline should: written beside, then renamed over, so a
+ * daemon reading the old one (a reload still running) never sees half of the new one. */
+static FILE *replay_open_atomic(const char *path, char *tmp, size_t tmp_len)
+{
+    snprintf(tmp, tmp_len, "%s.replay-tmp", path);
+    return fopen(tmp, "w");
+}
+
+static int replay_close_atomic(FILE *f, const char *tmp, const char *path)
+{
+    bool ok = fclose(f) == 0;
+    if (ok && rename(tmp, path) == 0)
+        return BALLAST_OK;
+    unlink(tmp);
+    return BALLAST_EIO;
+}
+
 /* The zone file of scenario zone z at path. */
 static int replay_write_zone(const struct replay *r, size_t z, const char *path)
 {
     const struct scenario *s = r->s;
     const struct scenario_zone *zone = &s->zones[z];
     const struct scenario_authority *a = replay_authority(s, zone->authority);
-    FILE *f = fopen(path, "w");
-    if (!f || !a) {
-        if (f)
-            fclose(f);
+    char tmp[PATH_MAX + 96];
+    FILE *f = a ? replay_open_atomic(path, tmp, sizeof tmp) : NULL;
+    if (!f)
         return BALLAST_EIO;
-    }
     char ip[INET6_ADDRSTRLEN];
     uint32_t ttl = replay_scaled_ttl(r, zone->ttl);
     fprintf(f,
@@ -323,7 +352,7 @@ static int replay_write_zone(const struct replay *r, size_t z, const char *path)
     for (size_t i = 0; i < zone->record_count; i++)
         fprintf(f, "%s\n", zone->records[i]);
     replay_write_delegations(f, s, (long)z);
-    return fclose(f) == 0 ? BALLAST_OK : BALLAST_EIO;
+    return replay_close_atomic(f, tmp, path);
 }
 
 static int replay_write_root(struct replay *r)
@@ -561,21 +590,64 @@ static void replay_daemon_signal(struct replay_daemon *d, int sig)
         uv_process_kill(&d->proc, sig);
 }
 
-/* Ask a daemon something over its control socket; the reply (may be NULL) is the caller's. */
-static int replay_control(struct replay_daemon *d, const char *command, char **reply)
+#define REPLAY_JOB_TIMEOUT_MS 60000u
+
+static void replay_job_start(struct replay *r);
+
+static void replay_job_work(uv_work_t *work)
 {
-    char err[256] = "";
-    char *text = NULL;
-    int rc = control_client_call(d->control_path, command, REPLAY_CONTROL_TIMEOUT_MS, &text, err,
-                                 sizeof err);
-    if (rc != 0 && !d->r->opt->quiet)
-        fprintf(stderr, "replay: %s: '%s' failed: %s\n", d->name, command,
-                text && *text ? text : err);
-    if (reply)
-        *reply = text;
+    struct replay *r = work->data;
+    r->job_err[0] = '\0';
+    r->job_reply = NULL;
+    r->job_rc =
+        control_client_call(r->jobs->daemon->control_path, r->jobs->command, REPLAY_JOB_TIMEOUT_MS,
+                            &r->job_reply, r->job_err, sizeof r->job_err);
+}
+
+static void replay_job_done(uv_work_t *work, int status)
+{
+    struct replay *r = work->data;
+    struct replay_job *job = r->jobs;
+    if (r->job_rc != 0 && !r->opt->quiet)
+        fprintf(stderr, "replay: %s: '%s' failed: %s\n", job->daemon->name, job->command,
+                r->job_reply && *r->job_reply ? r->job_reply : r->job_err);
+    free(r->job_reply);
+    r->job_reply = NULL;
+    r->jobs = job->next;
+    if (!r->jobs)
+        r->jobs_tail = NULL;
+    free(job);
+    r->job_running = false;
+    replay_job_start(r);
+}
+
+static void replay_job_start(struct replay *r)
+{
+    if (r->job_running || !r->jobs)
+        return;
+    r->job_running = true;
+    r->job_work.data = r;
+    if (uv_queue_work(&r->loop, &r->job_work, replay_job_work, replay_job_done) != 0) {
+        r->job_running = false;
+        fprintf(stderr, "replay: cannot queue '%s'\n", r->jobs->command);
+    }
+}
+
+/* Send command to d's control socket without blocking the loop (in order with earlier ones). */
+static void replay_control_async(struct replay_daemon *d, const char *command)
+{
+    struct replay *r = d->r;
+    struct replay_job *job = calloc(1, sizeof *job);
+    if (!job)
+        return;
+    job->daemon = d;
+    snprintf(job->command, sizeof job->command, "%s", command);
+    if (r->jobs_tail)
+        r->jobs_tail->next = job;
     else
-        free(text);
-    return rc;
+        r->jobs = job;
+    r->jobs_tail = job;
+    replay_job_start(r);
 }
 
 /* Wait until every daemon answers `status` on its control socket (the loop runs meanwhile so
@@ -779,7 +851,8 @@ static const char *replay_bad_name(enum scenario_bad_input bad)
 static int replay_write_bad(const char *path, enum scenario_bad_input bad, bool zone,
                             const char *origin)
 {
-    FILE *f = fopen(path, "w");
+    char tmp[PATH_MAX * 2 + 96];
+    FILE *f = replay_open_atomic(path, tmp, sizeof tmp);
     if (!f)
         return BALLAST_EIO;
     if (bad == SCENARIO_BAD_GARBAGE) {
@@ -802,7 +875,7 @@ static int replay_write_bad(const char *path, enum scenario_bad_input bad, bool 
             fputs("]}\n", f);
         }
     }
-    return fclose(f) == 0 ? BALLAST_OK : BALLAST_EIO;
+    return replay_close_atomic(f, tmp, path);
 }
 
 static void replay_apply(struct replay *r, const struct scenario_event *e)
@@ -823,14 +896,14 @@ static void replay_apply(struct replay *r, const struct scenario_event *e)
         if (e->fault == SCENARIO_FAULT_LATENCY)
             snprintf(command + n, sizeof command - (size_t)n, " delay=%ums", e->delay_ms);
         if (d)
-            replay_control(d, command, NULL);
+            replay_control_async(d, command);
         replay_window_open(r, "%s %s%s%s", scenario_fault_name(e->fault), e->target,
                            e->name ? " " : "", e->name ? e->name : "");
         break;
     }
     case SCENARIO_HEAL:
         if (d)
-            replay_control(d, "fault clear", NULL);
+            replay_control_async(d, "fault clear");
         replay_window_close(r, e->target);
         break;
     case SCENARIO_ENDPOINT:
@@ -888,7 +961,7 @@ static void replay_apply(struct replay *r, const struct scenario_event *e)
             }
             struct replay_daemon *owner = replay_daemon_named(r, r->s->zones[i].authority);
             if (owner)
-                replay_control(owner, "reload", NULL);
+                replay_control_async(owner, "reload");
         }
         break;
     case SCENARIO_PUSH_FEED: {
@@ -1069,6 +1142,16 @@ static void replay_on_wakeup(uv_timer_t *timer)
 /* Stop every daemon (SIGTERM, then SIGKILL after a while) and close the endpoints. */
 static void replay_teardown(struct replay *r)
 {
+    while (r->jobs && r->jobs->next) { /* queued, not started: dropped */
+        struct replay_job *next = r->jobs->next->next;
+        free(r->jobs->next);
+        r->jobs->next = next;
+    }
+    if (r->jobs && !r->job_running) {
+        free(r->jobs);
+        r->jobs = NULL;
+    }
+    r->jobs_tail = r->jobs;
     uv_timer_t wakeup; /* so the wait below sees its deadline */
     uv_timer_init(&r->loop, &wakeup);
     uv_timer_start(&wakeup, replay_on_wakeup, 100, 100);
