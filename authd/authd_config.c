@@ -39,8 +39,8 @@ static const struct config_key_spec authd_limit_specs[] = {
 #define AUTHD_LIMIT_SPEC_COUNT (sizeof(authd_limit_specs) / sizeof(authd_limit_specs[0]))
 
 static const char *const authd_top_keys[] = {"server", "limits", "rrl", "zones", "health", NULL};
-static const char *const authd_server_keys[] = {"listen",  "workers",  "log-level",
-                                                "control", "pid-file", NULL};
+static const char *const authd_server_keys[] = {"listen",   "workers", "log-level", "control",
+                                                "pid-file", "metrics", NULL};
 static const char *const authd_zone_keys[] = {"name", "file", NULL};
 
 void authd_config_init(struct authd_config *cfg)
@@ -184,7 +184,18 @@ static int authd_read_server(struct authd_config *cfg, const struct config_node 
                                                 .log_level = &cfg->log_level,
                                                 .control_path = &cfg->control_path,
                                                 .pid_file = &cfg->pid_file};
-    return config_read_server_fields(server, cfg->source_file, &fields, err);
+    rc = config_read_server_fields(server, cfg->source_file, &fields, err);
+    const struct config_node *node = NULL;
+    const char *text = NULL;
+    if (rc == 0)
+        rc = config_get_text(server, "metrics", &node, &text, err);
+    if (rc == 0 && text != NULL) {
+        if (addr_parse(text, AUTHD_DEFAULT_METRICS_PORT, &cfg->metrics) != 0)
+            return config_fail(err, node, "metrics: invalid address '%s' (expected ADDR[@PORT])",
+                               text);
+        cfg->has_metrics = true;
+    }
+    return rc;
 }
 
 static int authd_read_limits(struct authd_config *cfg, const struct config_node *root,

@@ -15,6 +15,7 @@
 #include "rrl.h"
 
 #define AUTHD_DEFAULT_PORT 53
+#define AUTHD_DEFAULT_METRICS_PORT 9154 /* server.metrics without a port */
 #define AUTHD_MAX_LISTEN 64
 /* Health section limits (docs/health.md); members per pool are capped by POOL_MAX_MEMBERS. */
 #define HEALTH_MAX_POOLS 1000
@@ -34,6 +35,8 @@ struct authd_config {
     enum log_level log_level;
     char *control_path; /* Unix control socket; NULL = none */
     char *pid_file;     /* NULL = none */
+    bool has_metrics;   /* server.metrics: the Prometheus endpoint (off by default) */
+    struct addr metrics;
     struct limits limits;
     struct rrl_config rrl; /* response rate limiting (docs/authd.md); off by default */
     struct authd_zone_config *zones;

@@ -16,6 +16,7 @@
 
 #include "errors.h"
 #include "log.h"
+#include "metrics.h"
 #include "wire.h"
 
 #define HEALTHD_TICK_MS 1000 /* re-apply velocity windows, damping ends, feed expiry */
@@ -701,4 +702,150 @@ void healthd_stats(struct healthd *hd, struct control_reply *reply)
                          (unsigned long long)ps.probes_failed, (unsigned long long)fail_open,
                          (unsigned long long)held_back, (unsigned long long)applied,
                          (unsigned long long)rejected);
+}
+
+/* --- Prometheus metrics ------------------------------------------------------------------- */
+
+/* A label value with \ " and newlines escaped (text exposition format). */
+static void healthd_label_escape(char *out, size_t len, const char *text)
+{
+    size_t at = 0;
+    for (; *text && at + 3 < len; text++) {
+        if (*text == '\\' || *text == '"') {
+            out[at++] = '\\';
+            out[at++] = *text;
+        } else if (*text == '\n') {
+            out[at++] = '\\';
+            out[at++] = 'n';
+        } else {
+            out[at++] = *text;
+        }
+    }
+    out[at] = '\0';
+}
+
+/* One gauge or counter family with a sample per pool: value(pool, now). */
+static void healthd_pool_family(struct healthd *hd, struct metrics_writer *w, const char *name,
+                                const char *type, const char *help,
+                                uint64_t (*value)(const struct hd_pool *pool, uint64_t now),
+                                uint64_t now)
+{
+    metrics_family(w, name, type, help);
+    for (size_t p = 0; p < hd->pool_count; p++) {
+        char pool[512], labels[600];
+        healthd_label_escape(pool, sizeof pool, hd->pools[p].def.name);
+        snprintf(labels, sizeof labels, "pool=\"%s\"", pool);
+        metrics_sample(w, name, labels, value(&hd->pools[p], now));
+    }
+}
+
+static uint64_t healthd_pool_up(const struct hd_pool *pool, uint64_t now)
+{
+    uint64_t up = 0;
+    for (size_t m = 0; m < pool->def.count; m++)
+        up += health_member_verdict(&pool->members[m], now) == HEALTH_UP;
+    return up;
+}
+
+static uint64_t healthd_pool_members(const struct hd_pool *pool, uint64_t now)
+{
+    return pool->def.count;
+}
+
+static uint64_t healthd_pool_level(const struct hd_pool *pool, uint64_t now)
+{
+    return pool->published ? pool->published->level : 0;
+}
+
+static uint64_t healthd_pool_records(const struct hd_pool *pool, uint64_t now)
+{
+    return pool->published ? pool->published->count : 0;
+}
+
+static uint64_t healthd_pool_fail_open(const struct hd_pool *pool, uint64_t now)
+{
+    return pool->published && pool->published->fail_open;
+}
+
+static uint64_t healthd_pool_fail_open_events(const struct hd_pool *pool, uint64_t now)
+{
+    return pool->fail_open_events;
+}
+
+static uint64_t healthd_pool_held_back(const struct hd_pool *pool, uint64_t now)
+{
+    return pool->velocity.held_back;
+}
+
+static uint64_t healthd_pool_probes(const struct hd_pool *pool, uint64_t now)
+{
+    return pool->probe_results;
+}
+
+static uint64_t healthd_pool_probe_failures(const struct hd_pool *pool, uint64_t now)
+{
+    return pool->probe_failures;
+}
+
+void healthd_metrics(struct healthd *hd, struct metrics_writer *w)
+{
+    pthread_mutex_lock(&hd->lock);
+    uint64_t now = uv_now(&hd->loop);
+    healthd_pool_family(hd, w, "ballast_authd_pool_members", "gauge", "Members of a pool.",
+                        healthd_pool_members, now);
+    healthd_pool_family(hd, w, "ballast_authd_pool_members_up", "gauge",
+                        "Members of a pool that are up.", healthd_pool_up, now);
+    healthd_pool_family(hd, w, "ballast_authd_pool_level", "gauge",
+                        "Priority level answering (0 = the first).", healthd_pool_level, now);
+    healthd_pool_family(hd, w, "ballast_authd_pool_answer_records", "gauge",
+                        "Records in the pool's answer set.", healthd_pool_records, now);
+    healthd_pool_family(hd, w, "ballast_authd_pool_fail_open", "gauge",
+                        "1 while no member is healthy and the pool answers its fallback.",
+                        healthd_pool_fail_open, now);
+    healthd_pool_family(hd, w, "ballast_authd_pool_fail_open_events_total", "counter",
+                        "Times the pool fell back to fail-open or last-healthy.",
+                        healthd_pool_fail_open_events, now);
+    healthd_pool_family(hd, w, "ballast_authd_pool_withdrawals_held_back_total", "counter",
+                        "Withdrawals delayed by velocity control.", healthd_pool_held_back, now);
+    healthd_pool_family(hd, w, "ballast_authd_pool_probes_total", "counter",
+                        "Probe results received for the pool's members.", healthd_pool_probes, now);
+    healthd_pool_family(hd, w, "ballast_authd_pool_probe_failures_total", "counter",
+                        "Failed probes of the pool's members.", healthd_pool_probe_failures, now);
+    metrics_family(w, "ballast_authd_member_up", "gauge",
+                   "1 when the member is up (probes and feed), else 0.");
+    for (size_t p = 0; p < hd->pool_count; p++) {
+        const struct hd_pool *pool = &hd->pools[p];
+        for (size_t m = 0; m < pool->def.count; m++) {
+            char pool_name[512], member[300], labels[900];
+            healthd_label_escape(pool_name, sizeof pool_name, pool->def.name);
+            healthd_label_escape(member, sizeof member, pool->def.members[m].text);
+            snprintf(labels, sizeof labels, "pool=\"%s\",member=\"%s\"", pool_name, member);
+            metrics_sample(w, "ballast_authd_member_up", labels,
+                           health_member_verdict(&pool->members[m], now) == HEALTH_UP);
+        }
+    }
+    metrics_family(w, "ballast_authd_member_transitions_total", "counter",
+                   "State changes of the member.");
+    for (size_t p = 0; p < hd->pool_count; p++) {
+        const struct hd_pool *pool = &hd->pools[p];
+        for (size_t m = 0; m < pool->def.count; m++) {
+            char pool_name[512], member[300], labels[900];
+            healthd_label_escape(pool_name, sizeof pool_name, pool->def.name);
+            healthd_label_escape(member, sizeof member, pool->def.members[m].text);
+            snprintf(labels, sizeof labels, "pool=\"%s\",member=\"%s\"", pool_name, member);
+            metrics_sample(w, "ballast_authd_member_transitions_total", labels,
+                           pool->members[m].transitions);
+        }
+    }
+    metrics_family(w, "ballast_authd_feed_documents_total", "counter",
+                   "Health feed documents, by result.");
+    for (size_t f = 0; f < hd->feed_count; f++) {
+        char url[600], labels[700];
+        healthd_label_escape(url, sizeof url, hd->feeds[f].cfg.url);
+        snprintf(labels, sizeof labels, "feed=\"%s\",result=\"applied\"", url);
+        metrics_sample(w, "ballast_authd_feed_documents_total", labels, hd->feeds[f].applied);
+        snprintf(labels, sizeof labels, "feed=\"%s\",result=\"rejected\"", url);
+        metrics_sample(w, "ballast_authd_feed_documents_total", labels, hd->feeds[f].rejected);
+    }
+    pthread_mutex_unlock(&hd->lock);
 }

@@ -61,6 +61,11 @@ void healthd_stop(struct healthd *healthd);
 const struct pool_answer *healthd_find(const struct healthd *healthd, const uint8_t *owner,
                                        size_t owner_len, uint16_t type);
 
+/* Prometheus metrics of the health engine (common/metrics.h): pool and member states,
+ * transitions, probes, feeds. Safe from any thread. */
+struct metrics_writer;
+void healthd_metrics(struct healthd *healthd, struct metrics_writer *w);
+
 /* `ballast health`: every pool and member (state, since, last result and error, transitions,
  * level answering) and the counters. Safe from any thread. */
 void healthd_report(struct healthd *healthd, struct control_reply *reply);

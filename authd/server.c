@@ -20,6 +20,7 @@
 #include "healthd.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "rrl.h"
 #include "wire.h"
 #include "workers.h"
@@ -79,8 +80,9 @@ struct server {
     uint64_t reloads_ok;
     uint64_t reloads_failed;
     time_t started;
-    bool fault_injection;       /* --fault-injection */
-    struct fault_rules *faults; /* RCU-protected; NULL: no rules */
+    struct metrics_server *metrics; /* server.metrics; NULL when off */
+    bool fault_injection;           /* --fault-injection */
+    struct fault_rules *faults;     /* RCU-protected; NULL: no rules */
 };
 
 /* --- the hot path ------------------------------------------------------------------------- */
@@ -392,6 +394,66 @@ static void server_print_stats(struct server *server, struct control_reply *repl
     }
 }
 
+/* --- Prometheus metrics (server.metrics; docs/authd.md lists them) ------------------------- */
+
+static void server_collect_metrics(void *ctx, struct metrics_writer *w)
+{
+    struct server *server = ctx;
+    metrics_family(w, "ballast_authd_queries_total", "counter", "Queries received.");
+    metrics_sample(w, "ballast_authd_queries_total", "transport=\"udp\"",
+                   server_counter_sum(server, COUNTER_QUERIES_UDP));
+    metrics_sample(w, "ballast_authd_queries_total", "transport=\"tcp\"",
+                   server_counter_sum(server, COUNTER_QUERIES_TCP));
+    static const enum server_counter rcodes[] = {
+        COUNTER_NOERROR, COUNTER_NXDOMAIN, COUNTER_SERVFAIL, COUNTER_REFUSED,
+        COUNTER_FORMERR, COUNTER_NOTIMP,   COUNTER_BADVERS};
+    static const char *const rcode_names[] = {"NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED",
+                                              "FORMERR", "NOTIMP",   "BADVERS"};
+    metrics_family(w, "ballast_authd_answers_total", "counter", "Answers sent, by RCODE.");
+    for (size_t i = 0; i < sizeof rcodes / sizeof rcodes[0]; i++) {
+        char labels[48];
+        snprintf(labels, sizeof labels, "rcode=\"%s\"", rcode_names[i]);
+        metrics_sample(w, "ballast_authd_answers_total", labels,
+                       server_counter_sum(server, rcodes[i]));
+    }
+    metrics_single(w, "ballast_authd_answers_truncated_total", "counter", "Answers sent with TC=1.",
+                   server_counter_sum(server, COUNTER_TRUNCATED));
+    metrics_single(w, "ballast_authd_referrals_total", "counter", "Referrals sent.",
+                   server_counter_sum(server, COUNTER_REFERRALS));
+    struct listener_stats ls;
+    server_listener_stats(server, &ls);
+    metrics_family(w, "ballast_authd_dropped_total", "counter", "Packets dropped, by reason.");
+    metrics_sample(w, "ballast_authd_dropped_total", "reason=\"malformed\"",
+                   server_counter_sum(server, COUNTER_DROPPED_MALFORMED));
+    metrics_sample(w, "ballast_authd_dropped_total", "reason=\"tcp_bad_frame\"", ls.tcp_bad_frames);
+    metrics_sample(w, "ballast_authd_dropped_total", "reason=\"udp_send_error\"",
+                   ls.udp_send_errors);
+    metrics_family(w, "ballast_authd_tcp_connections_total", "counter",
+                   "TCP connections, by what happened to them.");
+    metrics_sample(w, "ballast_authd_tcp_connections_total", "event=\"accepted\"", ls.tcp_accepted);
+    metrics_sample(w, "ballast_authd_tcp_connections_total", "event=\"refused\"", ls.tcp_refused);
+    metrics_sample(w, "ballast_authd_tcp_connections_total", "event=\"idle_closed\"",
+                   ls.tcp_idle_closed);
+    struct rrl_stats rs = {0};
+    if (server->snapshot->rrl)
+        rrl_get_stats(server->snapshot->rrl, &rs);
+    metrics_family(w, "ballast_authd_rrl_responses_total", "counter",
+                   "Responses seen by response rate limiting, by decision.");
+    metrics_sample(w, "ballast_authd_rrl_responses_total", "decision=\"passed\"", rs.passed);
+    metrics_sample(w, "ballast_authd_rrl_responses_total", "decision=\"slipped\"", rs.slipped);
+    metrics_sample(w, "ballast_authd_rrl_responses_total", "decision=\"dropped\"", rs.dropped);
+    metrics_sample(w, "ballast_authd_rrl_responses_total", "decision=\"exempt\"", rs.exempt);
+    metrics_family(w, "ballast_authd_reloads_total", "counter", "Reloads by result.");
+    metrics_sample(w, "ballast_authd_reloads_total", "result=\"ok\"", server->reloads_ok);
+    metrics_sample(w, "ballast_authd_reloads_total", "result=\"rejected\"", server->reloads_failed);
+    metrics_single(w, "ballast_authd_zones", "gauge", "Zones served.",
+                   server->snapshot->zones->count);
+    metrics_single(w, "ballast_authd_start_time_seconds", "gauge", "Unix time the server started.",
+                   (uint64_t)server->started);
+    if (server->health)
+        healthd_metrics(server->health, w);
+}
+
 static void server_print_zones(struct server *server, struct control_reply *reply)
 {
     /* The main thread is the only writer of the snapshot, so it reads it without a lock. */
@@ -691,9 +753,15 @@ int server_start(struct authd_config *cfg, struct zone_set *zones,
     };
     int rc = workers_start(server->worker_count, &server_worker_callbacks, server, &server->threads,
                            err_text, err_len);
+    if (rc == 0 && server->cfg.has_metrics)
+        rc = metrics_open(&server->loop, &server->cfg.metrics, server_collect_metrics, server,
+                          &server->metrics, err_text, err_len);
     if (rc == 0)
         rc = daemon_open(&server->loop, &options, &server->daemon, err_text, err_len);
     if (rc != 0) {
+        metrics_close(server->metrics);
+        server->metrics = NULL;
+        uv_run(&server->loop, UV_RUN_NOWAIT); /* let the closed handles go */
         workers_stop(server->threads);
         healthd_stop(server->health);
         uv_loop_close(&server->loop);
@@ -719,6 +787,8 @@ int server_run(struct server *server)
     server->threads = NULL;
     healthd_stop(server->health); /* after the workers: they read its pools */
     server->health = NULL;
+    metrics_close(server->metrics); /* closed by daemon_close's loop run */
+    server->metrics = NULL;
     daemon_close(server->daemon);
     urcu_memb_unregister_thread();
     log_info("stopped", "queries=%llu",

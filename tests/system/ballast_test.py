@@ -172,7 +172,7 @@ class Process:
 
 
 def config_yaml(addr, port, zones, control=None, workers=2, log_level='info', pid_file=None,
-                limits=None, listen=None):
+                limits=None, listen=None, metrics=None):
     """Text of an authd YAML config. zones: list of (name, file). limits: dict key -> value."""
     out = ['server:', '  listen:']
     for item in (listen if listen is not None else ['%s@%d' % (addr, port)]):
@@ -183,6 +183,8 @@ def config_yaml(addr, port, zones, control=None, workers=2, log_level='info', pi
         out.append('  control: %s' % control)
     if pid_file:
         out.append('  pid-file: %s' % pid_file)
+    if metrics:
+        out.append('  metrics: "%s"' % metrics)
     if limits:
         out.append('limits:')
         for key, value in limits.items():

@@ -9,6 +9,7 @@ import re
 import signal
 import sys
 import unittest
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ballast_test as bt  # noqa: E402
@@ -111,6 +112,48 @@ class Flags(unittest.TestCase):
         res = bt.run_tool('-s', '/nonexistent/ballast.sock', 'status')
         self.assertEqual(res.returncode, 2, res.stdout + res.stderr)
         self.assertNotEqual(res.stderr.strip(), '')
+
+
+class Metrics(unittest.TestCase):
+    """server.metrics on ballast-authd: the Prometheus text format, counters that follow the
+    queries."""
+
+    def test_metrics_endpoint_counts_queries(self):
+        bt.require_binaries()
+        tmp = bt.make_tmpdir()
+        port = bt.free_port(ADDR)
+        authd = bt.start_authd_config(tmp, ADDR, bt.standard_zone_paths(),
+                                      metrics='%s@%d' % (ADDR, port))
+        try:
+            url = 'http://%s:%d/metrics' % (ADDR, port)
+
+            def scrape():
+                with urllib.request.urlopen(url, timeout=5) as resp:
+                    text = resp.read().decode()
+                samples = {}
+                for line in text.splitlines():
+                    if line and not line.startswith('#'):
+                        key, value = line.rsplit(' ', 1)
+                        samples[key] = int(value)
+                return text, samples
+
+            _, before = scrape()
+            authd.query('www.example.test', 'A')
+            authd.query('nonexistent.example.test', 'A')
+            authd.query('www.example.test', 'A', tcp=True)
+            text, after = scrape()
+            self.assertIn('# TYPE ballast_authd_queries_total counter', text)
+            udp = 'ballast_authd_queries_total{transport="udp"}'
+            tcp = 'ballast_authd_queries_total{transport="tcp"}'
+            self.assertEqual(after[udp] - before[udp], 2)
+            self.assertEqual(after[tcp] - before[tcp], 1)
+            nx = 'ballast_authd_answers_total{rcode="NXDOMAIN"}'
+            self.assertEqual(after[nx] - before[nx], 1)
+            self.assertEqual(after['ballast_authd_zones'], 3)
+        finally:
+            rc = authd.stop()
+            bt.remove_tmpdir(tmp)
+            self.assertEqual(rc, 0, authd.log_text())
 
 
 class Control(unittest.TestCase):
