@@ -47,6 +47,7 @@ struct iter_delegation {
     unsigned ns_next; /* next NS name whose address we may resolve */
     struct addr servers[ITER_MAX_SERVERS];
     bool tried[ITER_MAX_SERVERS];
+    bool timed_out[ITER_MAX_SERVERS]; /* tried, and the try timed out: may be asked again */
     size_t server_count;
     unsigned tries;
 };
@@ -580,6 +581,17 @@ static bool iter_send_next(struct iter_request *req)
             candidates[n] = dp->servers[i];
             index[n++] = i;
         }
+    if (n == 0) {
+        /* every server was asked: those that only timed out are asked again (a lost packet or
+         * one slow answer must not end the resolution), with their backed-off RTO, within
+         * ITER_MAX_SERVER_TRIES; a server held down after repeated failures fails fast */
+        for (size_t i = 0; i < dp->server_count; i++)
+            if (dp->timed_out[i]) {
+                dp->timed_out[i] = false;
+                candidates[n] = dp->servers[i];
+                index[n++] = i;
+            }
+    }
     if (n == 0)
         return false;
     const struct resolver_resolution_config *res = &req->env->cfg->resolution;
@@ -898,6 +910,7 @@ static void iter_on_response(void *ctx, int status, const uint8_t *resp, size_t 
     if (status != 0) {
         if (status == BALLAST_ETIMEOUT) {
             req->timeouts++;
+            req->dp.timed_out[req->sent_index] = true;
             infra_report_timeout(req->env->infra, server, req->sent_rto, now);
         } else if (status != BALLAST_ECANCELED) {
             req->net_errors++;

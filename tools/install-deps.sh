@@ -3,9 +3,10 @@
 # Skips apt when everything is already installed; uses sudo when not root.
 set -eu
 PACKAGES="gcc meson ninja-build pkg-config libldns-dev libuv1-dev libsodium-dev libyaml-dev
-liburcu-dev libcmocka-dev libjansson-dev libcurl4-openssl-dev clang-format knot-dnsutils bind9-dnsutils python3 python3-dnspython python3-cryptography openssl nsd unbound"
+liburcu-dev libcmocka-dev libjansson-dev libcurl4-openssl-dev clang-format knot-dnsutils bind9-dnsutils python3 python3-dnspython python3-cryptography openssl nsd unbound
+valgrind groff-base"
 if [ "${1:-}" = "--bench" ]; then
-    PACKAGES="$PACKAGES knot knot-resolver dnsperf linux-perf"
+    PACKAGES="$PACKAGES knot knot-resolver pdns-recursor dnsperf linux-perf"
 fi
 missing=""
 for p in $PACKAGES; do
