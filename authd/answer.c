@@ -4,6 +4,7 @@
 
 #include <string.h>
 
+#include "cookie.h"
 #include "errors.h"
 #include "healthd.h"
 #include "wire.h"
@@ -38,6 +39,8 @@ struct answer_builder {
     size_t referral_cut_len;
     struct answer_target targets[ANSWER_MAX_TARGETS];
     unsigned target_count;
+    uint8_t cookie[COOKIE_OPTION_MAX]; /* our COOKIE option, in the OPT RDATA */
+    size_t cookie_len;
 };
 
 enum lookup_kind { LOOKUP_FOUND, LOOKUP_NXDOMAIN, LOOKUP_DELEGATION };
@@ -386,8 +389,8 @@ static size_t answer_udp_limit(const struct wire_query *q, const struct limits *
 static void answer_put_opt(struct answer_builder *b)
 {
     uint8_t *p;
-    b->writer.limit += ANSWER_OPT_LEN; /* this space was reserved at the start */
-    if (b->writer.len + ANSWER_OPT_LEN > b->writer.limit)
+    b->writer.limit += ANSWER_OPT_LEN + b->cookie_len; /* this space was reserved at the start */
+    if (b->writer.len + ANSWER_OPT_LEN + b->cookie_len > b->writer.limit)
         return;
     p = b->writer.buf + b->writer.len;
     p[0] = 0;
@@ -396,8 +399,9 @@ static void answer_put_opt(struct answer_builder *b)
     p[5] = (uint8_t)(b->rcode >> 4);
     p[6] = 0; /* version */
     wire_write_u16(p + 7, b->query->edns_flags & WIRE_EDNS_DO);
-    wire_write_u16(p + 9, 0);
-    b->writer.len += ANSWER_OPT_LEN;
+    wire_write_u16(p + 9, (uint16_t)b->cookie_len);
+    memcpy(p + ANSWER_OPT_LEN, b->cookie, b->cookie_len);
+    b->writer.len += ANSWER_OPT_LEN + b->cookie_len;
     b->counts[SECTION_ADDITIONAL]++;
 }
 
@@ -454,9 +458,21 @@ size_t answer_query_health(const struct zone_set *zones, const struct healthd *h
                            const struct limits *limits, const uint8_t *query, size_t query_len,
                            uint8_t *resp, size_t resp_cap, bool over_tcp, struct answer_info *info)
 {
+    return answer_query_client(zones, health, NULL, limits, query, query_len, resp, resp_cap,
+                               over_tcp, info);
+}
+
+size_t answer_query_client(const struct zone_set *zones, const struct healthd *health,
+                           const struct answer_client *client, const struct limits *limits,
+                           const uint8_t *query, size_t query_len, uint8_t *resp, size_t resp_cap,
+                           bool over_tcp, struct answer_info *info)
+{
     struct wire_query q;
+    struct cookie cookie = {.present = false};
     memset(info, 0, sizeof *info);
     int rc = wire_parse_query(query, query_len, &q);
+    if (rc == 0 && q.has_edns && client) /* RFC 7873 §5.2.2: malformed COOKIE → FORMERR */
+        rc = cookie_parse_option(q.edns_options, q.edns_options_len, &cookie);
     if (rc == BALLAST_EINVAL) {
         info->outcome = ANSWER_DROPPED;
         return 0;
@@ -480,6 +496,12 @@ size_t answer_query_health(const struct zone_set *zones, const struct healthd *h
         limit -= ANSWER_OPT_LEN; /* keep room for our OPT whatever else happens */
 
     struct answer_builder b;
+    b.cookie_len =
+        client ? cookie_server_option(&cookie, client->peer, client->now, b.cookie, sizeof b.cookie)
+               : 0;
+    if (limit < q.question_end + b.cookie_len)
+        b.cookie_len = 0; /* a tiny resp_cap: the question matters more than the cookie */
+    limit -= b.cookie_len;
     b.query = &q;
     b.limits = limits;
     b.zone = NULL;

@@ -11,6 +11,8 @@
 #include "limit.h"
 #include "zone.h"
 
+struct sockaddr;
+
 /* What happened to one query, for counters and logs. */
 enum answer_outcome {
     ANSWER_DROPPED = 0, /* nothing sent: shorter than a header, or a response (QR=1) */
@@ -39,5 +41,19 @@ struct healthd;
 size_t answer_query_health(const struct zone_set *zones, const struct healthd *health,
                            const struct limits *limits, const uint8_t *query, size_t query_len,
                            uint8_t *resp, size_t resp_cap, bool over_tcp, struct answer_info *info);
+
+/* Who asked, for DNS cookies (RFC 7873, RFC 9018): a query with a COOKIE option is answered
+ * with the client cookie and a fresh server cookie for peer (common/cookie.h); a malformed one
+ * gets FORMERR (RFC 7873 §5.2.2). */
+struct answer_client {
+    const struct sockaddr *peer;
+    uint32_t now; /* seconds since the epoch, the server cookie's timestamp */
+};
+
+/* answer_query_health with cookies; client NULL: COOKIE options are ignored. */
+size_t answer_query_client(const struct zone_set *zones, const struct healthd *health,
+                           const struct answer_client *client, const struct limits *limits,
+                           const uint8_t *query, size_t query_len, uint8_t *resp, size_t resp_cap,
+                           bool over_tcp, struct answer_info *info);
 
 #endif

@@ -39,8 +39,9 @@ static const struct config_key_spec authd_limit_specs[] = {
 #define AUTHD_LIMIT_SPEC_COUNT (sizeof(authd_limit_specs) / sizeof(authd_limit_specs[0]))
 
 static const char *const authd_top_keys[] = {"server", "limits", "rrl", "zones", "health", NULL};
-static const char *const authd_server_keys[] = {"listen",   "workers", "log-level", "control",
-                                                "pid-file", "metrics", NULL};
+static const char *const authd_server_keys[] = {
+    "listen",      "workers", "log-level", "log-format", "log-target",
+    "log-queries", "control", "pid-file",  "metrics",    NULL};
 static const char *const authd_zone_keys[] = {"name", "file", NULL};
 
 void authd_config_init(struct authd_config *cfg)
@@ -182,6 +183,9 @@ static int authd_read_server(struct authd_config *cfg, const struct config_node 
                                                 .listen_required = false,
                                                 .workers = &cfg->workers,
                                                 .log_level = &cfg->log_level,
+                                                .log_format = &cfg->log_format,
+                                                .log_target = &cfg->log_target,
+                                                .log_queries = &cfg->log_queries,
                                                 .control_path = &cfg->control_path,
                                                 .pid_file = &cfg->pid_file};
     rc = config_read_server_fields(server, cfg->source_file, &fields, err);

@@ -22,6 +22,8 @@ enum authd_option {
     OPTION_WORKERS,
     OPTION_CONTROL,
     OPTION_LOG_LEVEL,
+    OPTION_LOG_FORMAT,
+    OPTION_LOG_TARGET,
     OPTION_PID_FILE,
     OPTION_FAULT_INJECTION,
     OPTION_FAIL_CLOSED,
@@ -37,6 +39,8 @@ struct authd_args {
     const char *workers;
     const char *control;
     const char *log_level;
+    const char *log_format;
+    const char *log_target;
     const char *pid_file;
     bool fault_injection;
     bool fail_closed;
@@ -54,6 +58,8 @@ static void authd_usage(FILE *out)
           "      --workers N         worker threads (0 = one per CPU)\n"
           "      --control PATH      Unix control socket (for `ballast -s PATH ...`)\n"
           "      --log-level LEVEL   error, warn, info or debug\n"
+          "      --log-format FORMAT text (key=value) or json (one object per line)\n"
+          "      --log-target TARGET stderr or syslog (facility daemon)\n"
           "      --pid-file PATH     write the process id to PATH\n"
           "      --fault-injection   accept `fault` control commands (tests and replay only)\n"
           "      --fail-closed       health pools answer no records when every member is down and\n"
@@ -73,6 +79,8 @@ static int authd_parse_args(int argc, char **argv, struct authd_args *args)
         {"workers", required_argument, NULL, OPTION_WORKERS},
         {"control", required_argument, NULL, OPTION_CONTROL},
         {"log-level", required_argument, NULL, OPTION_LOG_LEVEL},
+        {"log-format", required_argument, NULL, OPTION_LOG_FORMAT},
+        {"log-target", required_argument, NULL, OPTION_LOG_TARGET},
         {"pid-file", required_argument, NULL, OPTION_PID_FILE},
         {"fault-injection", no_argument, NULL, OPTION_FAULT_INJECTION},
         {"fail-closed", no_argument, NULL, OPTION_FAIL_CLOSED},
@@ -107,6 +115,12 @@ static int authd_parse_args(int argc, char **argv, struct authd_args *args)
             break;
         case OPTION_LOG_LEVEL:
             args->log_level = optarg;
+            break;
+        case OPTION_LOG_FORMAT:
+            args->log_format = optarg;
+            break;
+        case OPTION_LOG_TARGET:
+            args->log_target = optarg;
             break;
         case OPTION_PID_FILE:
             args->pid_file = optarg;
@@ -175,6 +189,16 @@ static int authd_apply_args(const struct authd_args *args, struct authd_config *
     if (args->log_level && log_level_parse(args->log_level, &cfg->log_level) != 0) {
         snprintf(err->reason, sizeof err->reason,
                  "--log-level must be error, warn, info or debug, got '%s'", args->log_level);
+        return BALLAST_EINVAL;
+    }
+    if (args->log_format && log_format_parse(args->log_format, &cfg->log_format) != 0) {
+        snprintf(err->reason, sizeof err->reason, "--log-format must be text or json, got '%s'",
+                 args->log_format);
+        return BALLAST_EINVAL;
+    }
+    if (args->log_target && log_target_parse(args->log_target, &cfg->log_target) != 0) {
+        snprintf(err->reason, sizeof err->reason, "--log-target must be stderr or syslog, got '%s'",
+                 args->log_target);
         return BALLAST_EINVAL;
     }
     if ((args->control && authd_set_string(&cfg->control_path, args->control) != 0) ||
@@ -248,7 +272,8 @@ int main(int argc, char **argv)
         status = AUTHD_EXIT_FAILURE;
         goto done;
     }
-    log_set_level(cfg.log_level);
+    log_set_ident("ballast-authd");
+    log_configure(cfg.log_level, cfg.log_format, cfg.log_target, cfg.log_queries);
     if (args.check) {
         status = authd_check(&cfg);
         goto done;

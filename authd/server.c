@@ -150,6 +150,18 @@ static size_t worker_rate_limit(const struct server_snapshot *snapshot, uint8_t 
     }
 }
 
+/* server.log-queries: one line per answered query (docs/authd.md, Logs); size=0 when rate
+ * limiting sent nothing. A packet dropped as malformed has no question to log. */
+static void worker_log_query(const uint8_t *query, size_t query_len, const struct sockaddr *peer,
+                             bool over_tcp, const struct answer_info *info, size_t len)
+{
+    if (info->outcome == ANSWER_DROPPED)
+        return;
+    char text[LOG_QUERY_TEXT_MAX];
+    log_info("query", "%s size=%zu",
+             log_query_describe(text, peer, over_tcp, query, query_len, info->rcode), len);
+}
+
 static size_t worker_on_query(void *ctx, const uint8_t *query, size_t query_len, uint8_t *resp,
                               size_t resp_cap, const struct sockaddr *peer, bool over_tcp)
 {
@@ -158,11 +170,15 @@ static size_t worker_on_query(void *ctx, const uint8_t *query, size_t query_len,
     worker_bump(worker, over_tcp ? COUNTER_QUERIES_TCP : COUNTER_QUERIES_UDP);
     urcu_memb_read_lock();
     const struct server_snapshot *snapshot = rcu_dereference(worker->server->snapshot);
-    size_t len = answer_query_health(snapshot->zones, worker->server->health, &snapshot->limits,
-                                     query, query_len, resp, resp_cap, over_tcp, &info);
+    const struct answer_client client = {peer, (uint32_t)time(NULL)}; /* DNS cookies */
+    size_t len =
+        answer_query_client(snapshot->zones, worker->server->health, &client, &snapshot->limits,
+                            query, query_len, resp, resp_cap, over_tcp, &info);
     len = worker_rate_limit(snapshot, resp, len, peer, over_tcp);
     urcu_memb_read_unlock();
     worker_count_answer(worker, &info);
+    if (log_queries_enabled())
+        worker_log_query(query, query_len, peer, over_tcp, &info, len);
     return len;
 }
 
@@ -213,9 +229,10 @@ static void worker_on_query_faulty(void *ctx, const uint8_t *query, size_t query
     if (decision.action == FAULT_ACTION_REWRITE)
         len = worker_fault_rewrite(worker, snapshot, &decision, query, &info);
     else if (decision.action != FAULT_ACTION_DROP)
-        len = answer_query_health(snapshot->zones, worker->server->health, &snapshot->limits, query,
-                                  query_len, worker->fault_resp, LIMIT_DNS_MESSAGE_MAX, over_tcp,
-                                  &info);
+        len = answer_query_client(snapshot->zones, worker->server->health,
+                                  &(struct answer_client){peer, (uint32_t)time(NULL)},
+                                  &snapshot->limits, query, query_len, worker->fault_resp,
+                                  LIMIT_DNS_MESSAGE_MAX, over_tcp, &info);
     if (decision.action != FAULT_ACTION_DROP)
         len = worker_rate_limit(snapshot, worker->fault_resp, len, peer, over_tcp);
     urcu_memb_read_unlock();
@@ -226,6 +243,8 @@ static void worker_on_query_faulty(void *ctx, const uint8_t *query, size_t query
         return;
     }
     worker_count_answer(worker, &info);
+    if (log_queries_enabled())
+        worker_log_query(query, query_len, peer, over_tcp, &info, len);
     if (len == 0)
         listener_reply_drop(reply);
     else if (decision.action != FAULT_ACTION_DELAY)
@@ -526,7 +545,8 @@ static void server_adopt_config(struct server *server, struct authd_config *next
     server->cfg = *next;
     authd_config_free(&kept);
     authd_config_init(next);
-    log_set_level(server->cfg.log_level);
+    log_configure(server->cfg.log_level, server->cfg.log_format, server->cfg.log_target,
+                  server->cfg.log_queries);
 }
 
 static void server_report_failures(const struct catalog_report *report, struct control_reply *reply)

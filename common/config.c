@@ -1074,6 +1074,34 @@ static int config_add_listen_node(void *list, const struct config_node *item,
     return config_listen_append(list, item->scalar, item, err);
 }
 
+/* log-format, log-target and log-queries of the server map, into the fields that are not NULL. */
+static int config_read_log_fields(const struct config_node *server,
+                                  const struct config_server_fields *fields,
+                                  struct config_error *err)
+{
+    const struct config_node *node;
+    const char *text;
+    int rc = config_get_text(server, "log-format", &node, &text, err);
+    if (rc != 0)
+        return rc;
+    if (text != NULL && fields->log_format != NULL &&
+        log_format_parse(text, fields->log_format) != 0)
+        return config_fail(err, node, "log-format: expected text or json, got '%s'", text);
+    rc = config_get_text(server, "log-target", &node, &text, err);
+    if (rc != 0)
+        return rc;
+    if (text != NULL && fields->log_target != NULL &&
+        log_target_parse(text, fields->log_target) != 0)
+        return config_fail(err, node, "log-target: expected stderr or syslog, got '%s'", text);
+    node = config_map_get(server, "log-queries");
+    if (node != NULL && fields->log_queries != NULL) {
+        rc = config_get_bool(node, fields->log_queries, err);
+        if (rc != 0)
+            return config_name_key(err, "log-queries", rc);
+    }
+    return 0;
+}
+
 int config_read_server_fields(const struct config_node *server, const char *config_path,
                               const struct config_server_fields *fields, struct config_error *err)
 {
@@ -1099,6 +1127,9 @@ int config_read_server_fields(const struct config_node *server, const char *conf
     if (level != NULL && log_level_parse(level, fields->log_level) != 0)
         return config_fail(err, node, "log-level: expected error, warn, info or debug, got '%s'",
                            level);
+    rc = config_read_log_fields(server, fields, err);
+    if (rc != 0)
+        return rc;
     rc = config_read_path(server, "control", config_path, fields->control_path, err);
     if (rc == 0)
         rc = config_read_path(server, "pid-file", config_path, fields->pid_file, err);

@@ -200,11 +200,15 @@ struct config_server_fields {
     bool listen_required; /* an empty listen value is an error, not zero addresses */
     unsigned *workers;    /* 0..LIMIT_DEFAULT_WORKERS_MAX; NULL when read elsewhere (a spec) */
     enum log_level *log_level;
-    char **control_path; /* paths resolved against the config file's directory */
+    enum log_format *log_format; /* log-format; NULL: not read */
+    enum log_target *log_target; /* log-target; NULL: not read */
+    bool *log_queries;           /* log-queries; NULL: not read */
+    char **control_path;         /* paths resolved against the config file's directory */
     char **pid_file;
 };
 
-/* Read listen, workers, log-level, control and pid-file, in that order, from the server map;
+/* Read listen, workers, log-level, log-format, log-target, log-queries, control and pid-file, in
+ * that order, from the server map;
  * the caller has checked the map's keys. config_path is the file relative paths start from. */
 int config_read_server_fields(const struct config_node *server, const char *config_path,
                               const struct config_server_fields *fields, struct config_error *err);

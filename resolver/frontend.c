@@ -2,12 +2,15 @@
  * iterator sends through, and one client_query per query in flight with its patience timer. */
 #include "frontend.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <urcu/pointer.h>
 #include <urcu/urcu-memb.h>
 
 #include "acl.h"
+#include "cookie.h"
 #include "errors.h"
 #include "listener.h"
 #include "log.h"
@@ -37,6 +40,7 @@ struct frontend {
     uint32_t refreshing;          /* of which background refreshes and prefetches */
     uint64_t counters[FRONTEND_COUNTER_COUNT];
     uint8_t resp[LIMIT_DNS_MESSAGE_MAX];
+    const struct sockaddr *peer; /* client of the query frontend_on_query is reading (query log) */
     bool closing;
 };
 
@@ -58,6 +62,8 @@ struct client_query {
     struct wire_query q;
     uint8_t *packet; /* the client's query, copied */
     size_t packet_len;
+    uint8_t cookie[COOKIE_OPTION_MAX]; /* our COOKIE option for the answer (RFC 7873 §5.2) */
+    size_t cookie_len;                 /* 0: the client sent none */
     struct client_query *prev, *next;
     enum client_phase phase;
     uint64_t started_ms;
@@ -65,6 +71,9 @@ struct client_query {
     bool running;      /* counted in frontend->pending */
     bool refreshing;   /* counted in frontend->refreshing */
     bool refresh_slot; /* holds the stale table's refresh slot for the question */
+    /* server.log-queries only: */
+    struct sockaddr_storage client;
+    const char *source; /* where the answer came from: cache, stale; NULL: resolved */
 };
 
 /* --- snapshots ---------------------------------------------------------------------------- */
@@ -190,9 +199,33 @@ static void client_query_on_closed(uv_handle_t *handle)
     free(cq);
 }
 
+/* server.log-queries: one line per answer sent (docs/resolver.md, Logs). */
+static void frontend_log_query(const struct sockaddr *client, bool over_tcp, const uint8_t *query,
+                               size_t query_len, unsigned rcode, const char *source, uint64_t ms)
+{
+    char text[LOG_QUERY_TEXT_MAX];
+    log_info("query", "%s source=%s ms=%" PRIu64,
+             log_query_describe(text, client, over_tcp, query, query_len, rcode), source, ms);
+}
+
+static void client_query_log(const struct client_query *cq, const uint8_t *resp, size_t resp_len)
+{
+    if (resp_len < WIRE_HEADER_LEN)
+        return;
+    frontend_log_query((const struct sockaddr *)&cq->client, cq->over_tcp, cq->packet,
+                       cq->packet_len, WIRE_RCODE(resp[3]), cq->source ? cq->source : "resolved",
+                       uv_now(cq->frontend->loop) - cq->started_ms);
+}
+
 /* Send (resp_len > 0) or drop the answer; the query may go on resolving in the background. */
 static void client_query_reply(struct client_query *cq, const uint8_t *resp, size_t resp_len)
 {
+    struct frontend *frontend = cq->frontend;
+    if (cq->reply && resp == frontend->resp && resp_len > 0 && cq->cookie_len > 0)
+        resp_len = cookie_append_to_response(frontend->resp, resp_len, sizeof frontend->resp,
+                                             cq->cookie, cq->cookie_len);
+    if (cq->reply && log_queries_enabled())
+        client_query_log(cq, resp, resp_len);
     if (cq->reply) {
         if (resp_len > 0)
             listener_reply_send(cq->reply, resp, resp_len);
@@ -226,15 +259,16 @@ static void client_query_end(struct client_query *cq, const uint8_t *resp, size_
     uv_close((uv_handle_t *)&cq->patience, client_query_on_closed);
 }
 
+/* The response size limit, less the room client_query_reply needs for our COOKIE option. */
 static size_t client_query_limit(const struct client_query *cq)
 {
     if (cq->over_tcp)
-        return LIMIT_DNS_MESSAGE_MAX;
+        return LIMIT_DNS_MESSAGE_MAX - cq->cookie_len;
     if (!cq->q.has_edns)
         return LIMIT_UDP_MIN_PAYLOAD;
     uint16_t ours = cq->snapshot->cfg.limits.edns_udp_size;
     size_t size = cq->q.edns_udp_size < ours ? cq->q.edns_udp_size : ours;
-    return size < LIMIT_UDP_MIN_PAYLOAD ? LIMIT_UDP_MIN_PAYLOAD : size;
+    return (size < LIMIT_UDP_MIN_PAYLOAD ? LIMIT_UDP_MIN_PAYLOAD : size) - cq->cookie_len;
 }
 
 static void frontend_start_refresh(struct frontend *frontend, struct frontend_snapshot *snapshot,
@@ -255,6 +289,7 @@ static bool client_query_answer_stale(struct client_query *cq, enum frontend_cou
                             frontend->resp, client_query_limit(cq));
     frontend_bump(frontend, FRONTEND_CACHE_ANSWERS);
     frontend_count_rcode(frontend, iter_request_rcode(stale));
+    cq->source = iter_request_from_stale(stale) ? "stale" : "cache";
     if (iter_request_from_stale(stale)) {
         frontend_bump(frontend, FRONTEND_STALE_ANSWERS);
         frontend_bump(frontend, reason);
@@ -313,6 +348,7 @@ static void client_query_on_done(void *ctx, struct iter_request *req)
         iter_write_response(req, cq->packet, &cq->q, cq->snapshot->cfg.limits.edns_udp_size,
                             frontend->resp, client_query_limit(cq));
     bool prefetch = !resolved && iter_request_prefetch_due(req) && cq->snapshot->cfg.stale.prefetch;
+    cq->source = resolved ? NULL : "cache";
     client_query_reply(cq, frontend->resp, len);
     if (prefetch)
         frontend_start_refresh(frontend, cq->snapshot, cq->q.qname, cq->q.qname_len, cq->q.qtype,
@@ -364,6 +400,9 @@ static void frontend_answer_error(struct frontend *frontend, const uint8_t *quer
     frontend_count_rcode(frontend, rcode);
     size_t len =
         wire_write_error(query, q, rcode, WIRE_FLAG_RA, frontend->resp, sizeof frontend->resp);
+    if (len > 0 && log_queries_enabled())
+        frontend_log_query(frontend->peer, listener_reply_is_tcp(reply), query, q->question_end,
+                           rcode, "none", 0);
     if (len > 0)
         listener_reply_send(reply, frontend->resp, len);
     else
@@ -386,6 +425,10 @@ static struct client_query *client_query_new(struct frontend *frontend,
     }
     if (query)
         memcpy(packet, query, query_len);
+    if (reply && frontend->peer && log_queries_enabled())
+        memcpy(&cq->client, frontend->peer,
+               frontend->peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                     : sizeof(struct sockaddr_in));
     cq->frontend = frontend;
     cq->snapshot = snapshot;
     cq->reply = reply;
@@ -514,7 +557,8 @@ static void client_query_resolve(struct client_query *cq)
 /* A recursive or cache-only client query that passed every check. */
 static void client_query_start(struct frontend *frontend, struct frontend_snapshot *snapshot,
                                struct listener_reply *reply, const uint8_t *query, size_t query_len,
-                               const struct wire_query *q, bool over_tcp)
+                               const struct wire_query *q, const struct sockaddr *peer,
+                               const struct cookie *cookie, bool over_tcp)
 {
     struct client_query *cq = client_query_new(frontend, snapshot, reply, query, query_len, q);
     if (!cq) {
@@ -523,6 +567,9 @@ static void client_query_start(struct frontend *frontend, struct frontend_snapsh
         return;
     }
     cq->over_tcp = over_tcp;
+    /* RFC 7873 §5.2.3-5.2.4: cookies are not required; a client that sent one gets ours. */
+    cq->cookie_len =
+        cookie_server_option(cookie, peer, (uint32_t)time(NULL), cq->cookie, sizeof cq->cookie);
     int rc;
     if ((q->flags & WIRE_FLAG_RD) == 0) {
         struct iter_request *req = NULL;
@@ -565,18 +612,22 @@ static void frontend_on_query(void *ctx, const uint8_t *query, size_t query_len,
                               struct listener_reply *reply)
 {
     struct frontend *frontend = ctx;
+    frontend->peer = peer;
     frontend_bump(frontend, over_tcp ? FRONTEND_QUERIES_TCP : FRONTEND_QUERIES);
     if (frontend->closing) {
         listener_reply_drop(reply);
         return;
     }
     struct wire_query q;
+    struct cookie cookie = {.present = false};
     int rc = wire_parse_query(query, query_len, &q);
     if (rc == BALLAST_EINVAL) {
         frontend_bump(frontend, FRONTEND_DROPPED);
         listener_reply_drop(reply);
         return;
     }
+    if (rc == 0 && q.has_edns) /* RFC 7873 §5.2.2: a malformed COOKIE option is FORMERR */
+        rc = cookie_parse_option(q.edns_options, q.edns_options_len, &cookie);
     struct frontend_snapshot *snapshot = frontend_snapshot_acquire(frontend);
     enum acl_action action = acl_check(&snapshot->cfg.acl, peer);
     if (action == ACL_DENY) {
@@ -597,7 +648,8 @@ static void frontend_on_query(void *ctx, const uint8_t *query, size_t query_len,
     } else if (q.qclass != WIRE_CLASS_IN || frontend_refused_type(q.qtype)) {
         frontend_answer_error(frontend, query, &q, WIRE_RCODE_REFUSED, reply);
     } else {
-        client_query_start(frontend, snapshot, reply, query, query_len, &q, over_tcp);
+        client_query_start(frontend, snapshot, reply, query, query_len, &q, peer, &cookie,
+                           over_tcp);
         return; /* the snapshot reference now belongs to cq */
     }
     frontend_snapshot_release(snapshot);

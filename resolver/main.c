@@ -63,6 +63,8 @@ enum resolver_option {
     OPT_WORKERS,
     OPT_CONTROL,
     OPT_LOG_LEVEL,
+    OPT_LOG_FORMAT,
+    OPT_LOG_TARGET,
     OPT_PID_FILE,
     OPT_NO_QMIN,
     OPT_NO_SERVE_STALE,
@@ -86,6 +88,8 @@ static void resolver_usage(FILE *out)
           "      --workers N              worker threads (0 = one per CPU)\n"
           "      --control PATH           Unix control socket (`ballast -s PATH ...`)\n"
           "      --log-level LEVEL        error, warn, info or debug\n"
+          "      --log-format FORMAT      text (key=value) or json (one object per line)\n"
+          "      --log-target TARGET      stderr or syslog (facility daemon)\n"
           "      --pid-file PATH          write the process id to PATH\n"
           "  -V, --version                print the version\n"
           "  -h, --help                   this help\n",
@@ -122,6 +126,16 @@ static int resolver_apply_flag(struct resolver_config *cfg, int opt, const char 
         return resolver_config_set_control(cfg, arg, err);
     case OPT_LOG_LEVEL:
         return resolver_config_set_log_level(cfg, arg, err);
+    case OPT_LOG_FORMAT:
+        if (log_format_parse(arg, &cfg->log_format) != 0)
+            return config_fail_or_cmdline(err, NULL,
+                                          "--log-format: expected text or json, got '%s'", arg);
+        return 0;
+    case OPT_LOG_TARGET:
+        if (log_target_parse(arg, &cfg->log_target) != 0)
+            return config_fail_or_cmdline(err, NULL,
+                                          "--log-target: expected stderr or syslog, got '%s'", arg);
+        return 0;
     case OPT_PID_FILE:
         return resolver_config_set_pid_file(cfg, arg, err);
     default:
@@ -143,6 +157,8 @@ static const struct option resolver_options[] = {
     {"workers", required_argument, NULL, OPT_WORKERS},
     {"control", required_argument, NULL, OPT_CONTROL},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+    {"log-target", required_argument, NULL, OPT_LOG_TARGET},
     {"pid-file", required_argument, NULL, OPT_PID_FILE},
     {"version", no_argument, NULL, 'V'},
     {"help", no_argument, NULL, 'h'},
@@ -260,7 +276,8 @@ static int resolver_reload(struct resolver *r, struct control_reply *reply)
         fresh->cfg.workers != r->snapshot->cfg.workers)
         log_warn("reload_restart_needed",
                  "reason=\"listen addresses or worker count changed; restart to apply\"");
-    log_set_level(fresh->cfg.log_level);
+    log_configure(fresh->cfg.log_level, fresh->cfg.log_format, fresh->cfg.log_target,
+                  fresh->cfg.log_queries);
     cache_set_stale_retention(r->cache, resolver_stale_retention_ms(&fresh->cfg));
     struct frontend_snapshot *old = rcu_xchg_pointer(&r->snapshot, fresh);
     urcu_memb_synchronize_rcu(); /* nobody is between load and reference on the old one */
@@ -299,17 +316,19 @@ static void resolver_print_stats(struct resolver *r, struct control_reply *reply
         total.tc_fallbacks += s.tc_fallbacks;
         total.errors += s.errors;
         total.answers += s.answers;
+        total.bad_cookie += s.bad_cookie;
     }
     control_reply_printf(reply,
                          "upstream_udp=%llu\nupstream_tcp=%llu\nupstream_answers=%llu\n"
                          "upstream_errors=%llu\nupstream_timeouts=%llu\n"
                          "upstream_mismatched=%llu\nupstream_coalesced=%llu\n"
-                         "upstream_tc_fallbacks=%llu\n",
+                         "upstream_tc_fallbacks=%llu\nupstream_bad_cookie=%llu\n",
                          (unsigned long long)total.sent_udp, (unsigned long long)total.sent_tcp,
                          (unsigned long long)total.answers, (unsigned long long)total.errors,
                          (unsigned long long)total.timeouts, (unsigned long long)total.mismatched,
                          (unsigned long long)total.coalesced,
-                         (unsigned long long)total.tc_fallbacks);
+                         (unsigned long long)total.tc_fallbacks,
+                         (unsigned long long)total.bad_cookie);
     struct cache_stats cs;
     cache_get_stats(r->cache, &cs);
     control_reply_printf(reply,
@@ -780,7 +799,9 @@ int main(int argc, char **argv)
         free(r.config_file);
         return 0;
     }
-    log_set_level(r.snapshot->cfg.log_level);
+    log_set_ident("ballast-resolver");
+    log_configure(r.snapshot->cfg.log_level, r.snapshot->cfg.log_format, r.snapshot->cfg.log_target,
+                  r.snapshot->cfg.log_queries);
     urcu_memb_register_thread();
     r.started = time(NULL);
     int status = 0;

@@ -11,11 +11,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "cookie.h"
 #include "errors.h"
 #include "wire.h"
 
 #define OUTBOUND_OPT_RR_LEN 11 /* root owner, TYPE, CLASS, TTL, RDLENGTH */
-#define OUTBOUND_QUERY_MAX (WIRE_HEADER_LEN + WIRE_NAME_MAX + 4 + OUTBOUND_OPT_RR_LEN)
+#define OUTBOUND_QUERY_MAX                                                                         \
+    (WIRE_HEADER_LEN + WIRE_NAME_MAX + 4 + OUTBOUND_OPT_RR_LEN + COOKIE_OPTION_MAX)
+#define OUTBOUND_COOKIE_SLOTS 256 /* server cookies remembered per outbound (direct-mapped) */
 /* family, port, address (16), IPv6 scope (4), qtype, qclass, flags, lowercased qname */
 #define OUTBOUND_KEY_MAX (1 + 2 + 16 + 4 + 2 + 2 + 1 + WIRE_NAME_MAX)
 #define OUTBOUND_BIND_ATTEMPTS 8       /* random ports tried before the kernel picks one */
@@ -47,6 +50,8 @@ struct outbound_exchange {
     uint8_t qname[WIRE_NAME_MAX]; /* as sent */
     size_t qname_len;
     uint16_t qtype, qclass, id;
+    uint8_t client_cookie[COOKIE_CLIENT_LEN]; /* sent in the query's COOKIE option */
+    bool sent_cookie;
     uint8_t frame[2 + OUTBOUND_QUERY_MAX]; /* TCP length prefix, then the query */
     size_t query_len;
     uint64_t sent_ns; /* when the current attempt went out */
@@ -67,6 +72,14 @@ struct outbound_exchange {
     bool finished;
 };
 
+/* The server cookie a server last gave us (RFC 7873 §5.3), keyed by its IP. */
+struct outbound_cookie {
+    uint8_t ip[16];
+    uint8_t ip_len; /* 0: free slot */
+    uint8_t server_len;
+    uint8_t server[COOKIE_SERVER_MAX];
+};
+
 struct outbound {
     uv_loop_t *loop;
     struct outbound_options options;
@@ -78,6 +91,7 @@ struct outbound {
     uint32_t outstanding;             /* exchanges in flight */
     uint32_t exchanges_alive;         /* allocated, including those whose handles are closing */
     uint8_t *udp_buf;                 /* OUTBOUND_UDP_RECV_MAX bytes, shared by UDP reads */
+    struct outbound_cookie *cookies;  /* OUTBOUND_COOKIE_SLOTS */
     bool closing;
 };
 
@@ -100,6 +114,7 @@ void outbound_get_stats(const struct outbound *ob, struct outbound_stats *out)
     out->mismatched = __atomic_load_n(&s->mismatched, __ATOMIC_RELAXED);
     out->tc_fallbacks = __atomic_load_n(&s->tc_fallbacks, __ATOMIC_RELAXED);
     out->coalesced = __atomic_load_n(&s->coalesced, __ATOMIC_RELAXED);
+    out->bad_cookie = __atomic_load_n(&s->bad_cookie, __ATOMIC_RELAXED);
 }
 
 static uint32_t outbound_elapsed_ms(uint64_t since_ns)
@@ -138,9 +153,11 @@ int outbound_create(uv_loop_t *loop, const struct outbound_options *o, struct ou
     size_t buckets = outbound_bucket_count(ob->options.max_outstanding);
     ob->buckets = calloc(buckets, sizeof(*ob->buckets));
     ob->udp_buf = malloc(OUTBOUND_UDP_RECV_MAX);
-    if (ob->buckets == NULL || ob->udp_buf == NULL) {
+    ob->cookies = calloc(OUTBOUND_COOKIE_SLOTS, sizeof(*ob->cookies));
+    if (ob->buckets == NULL || ob->udp_buf == NULL || ob->cookies == NULL) {
         free(ob->buckets);
         free(ob->udp_buf);
+        free(ob->cookies);
         free(ob);
         return BALLAST_ENOMEM;
     }
@@ -155,6 +172,7 @@ static void outbound_destroy(struct outbound *ob)
 {
     free(ob->buckets);
     free(ob->udp_buf);
+    free(ob->cookies);
     free(ob);
 }
 
@@ -322,6 +340,77 @@ static void exchange_on_timeout(uv_timer_t *timer)
     exchange_finish(timer->data, BALLAST_ETIMEOUT, NULL, 0);
 }
 
+/* ---- DNS cookies (RFC 7873 §5.1, §5.3) ---- */
+
+/* The server's IP bytes into ip; returns 4, 16, or 0 for another family. */
+static size_t outbound_server_ip(const struct addr *server, uint8_t ip[16])
+{
+    if (server->ss.ss_family == AF_INET) {
+        memcpy(ip, &((const struct sockaddr_in *)&server->ss)->sin_addr, 4);
+        return 4;
+    }
+    if (server->ss.ss_family == AF_INET6) {
+        memcpy(ip, &((const struct sockaddr_in6 *)&server->ss)->sin6_addr, 16);
+        return 16;
+    }
+    return 0;
+}
+
+/* The slot for server's IP: the one holding it when create is false (NULL if absent), or the
+ * one to overwrite when create is true. */
+static struct outbound_cookie *outbound_cookie_slot(const struct outbound *ob,
+                                                    const struct addr *server, bool create)
+{
+    uint8_t ip[16];
+    size_t ip_len = outbound_server_ip(server, ip);
+    if (ip_len == 0)
+        return NULL;
+    uint64_t h;
+    crypto_shorthash((unsigned char *)&h, ip, ip_len, ob->hash_key);
+    struct outbound_cookie *slot = &ob->cookies[h % OUTBOUND_COOKIE_SLOTS];
+    if (create) {
+        memcpy(slot->ip, ip, ip_len);
+        slot->ip_len = (uint8_t)ip_len;
+        return slot;
+    }
+    return slot->ip_len == ip_len && memcmp(slot->ip, ip, ip_len) == 0 ? slot : NULL;
+}
+
+/* The COOKIE option for ex's query: our client cookie for the server, and the server cookie it
+ * gave us last, if any. Returns its length. */
+static size_t exchange_cookie_option(struct outbound_exchange *ex, uint8_t *out, size_t cap)
+{
+    cookie_client_make(cookie_client_secret(), (const struct sockaddr *)&ex->server.ss,
+                       ex->client_cookie);
+    const struct outbound_cookie *slot = outbound_cookie_slot(ex->ob, &ex->server, false);
+    size_t n = cookie_write_option(out, cap, ex->client_cookie, slot ? slot->server : NULL,
+                                   slot ? slot->server_len : 0);
+    ex->sent_cookie = n > 0;
+    return n;
+}
+
+/* RFC 7873 §5.3: a response whose COOKIE option carries another client cookie is forged, and is
+ * dropped; a good one's server cookie is kept for the next query to this server. A response
+ * without one is fine (the server does not do cookies). */
+static bool exchange_cookie_accept(struct outbound_exchange *ex, const uint8_t *pkt, size_t len)
+{
+    struct cookie c;
+    if (!ex->sent_cookie || cookie_find_in_response(pkt, len, &c) != 0 || !c.present)
+        return true;
+    if (sodium_memcmp(c.client, ex->client_cookie, COOKIE_CLIENT_LEN) != 0) {
+        outbound_count(&ex->ob->stats.bad_cookie);
+        return false;
+    }
+    if (c.server_len >= COOKIE_SERVER_MIN) {
+        struct outbound_cookie *slot = outbound_cookie_slot(ex->ob, &ex->server, true);
+        if (slot) {
+            memcpy(slot->server, c.server, c.server_len);
+            slot->server_len = c.server_len;
+        }
+    }
+    return true;
+}
+
 /* ---- query and answer ---- */
 
 /* RFC 1035 §4.1: one question, RD=0 when we iterate, RD=1 to forwarders; RFC 6891 §6.1.2: OPT with
@@ -340,11 +429,14 @@ static int exchange_build_query(struct outbound_exchange *ex, bool edns, bool rd
     rc = rc ? rc : wire_writer_u16(&w, ex->qclass);
     if (edns) {
         static const uint8_t root = 0;
+        uint8_t cookie[COOKIE_OPTION_MAX];
+        size_t cookie_len = exchange_cookie_option(ex, cookie, sizeof cookie);
         rc = rc ? rc : wire_writer_bytes(&w, &root, 1);
         rc = rc ? rc : wire_writer_u16(&w, WIRE_TYPE_OPT);
         rc = rc ? rc : wire_writer_u16(&w, udp_size);
         rc = rc ? rc : wire_writer_u32(&w, 0); /* extended RCODE, version 0, flags 0 */
-        rc = rc ? rc : wire_writer_u16(&w, 0); /* no options */
+        rc = rc ? rc : wire_writer_u16(&w, (uint16_t)cookie_len);
+        rc = rc ? rc : wire_writer_bytes(&w, cookie, cookie_len);
     }
     if (rc != 0)
         return rc;
@@ -428,6 +520,8 @@ static bool udp_consider(struct outbound_exchange *ex, const uint8_t *pkt, size_
         outbound_count(&ex->ob->stats.mismatched);
         return false; /* keep waiting: a spoofer must not end the exchange */
     }
+    if (!exchange_cookie_accept(ex, pkt, len))
+        return false;
     /* RFC 1035 §4.2.1, RFC 7766 §5: a truncated answer is asked again over TCP. */
     if (wire_read_u16(pkt + 2) & WIRE_FLAG_TC) {
         outbound_count(&ex->ob->stats.tc_fallbacks);
@@ -511,10 +605,13 @@ static bool tcp_process(struct outbound_exchange *ex)
             break;
         const uint8_t *msg = ex->rbuf + off + 2;
         if (exchange_matches(ex, msg, frame)) {
-            exchange_finish(ex, 0, msg, frame);
-            return false;
+            if (exchange_cookie_accept(ex, msg, frame)) {
+                exchange_finish(ex, 0, msg, frame);
+                return false;
+            }
+        } else {
+            outbound_count(&ex->ob->stats.mismatched);
         }
-        outbound_count(&ex->ob->stats.mismatched);
         off += 2 + frame;
     }
     memmove(ex->rbuf, ex->rbuf + off, ex->rlen - off);

@@ -70,8 +70,9 @@ static const char *const resolver_top_keys[] = {
     "server",  "access-control", "resolution", "cache",         "serve-stale",
     "forward", "stub",           "limits",     "client-limits", NULL};
 /* Keys of each section read by hand rather than from resolver_key_specs. */
-static const char *const resolver_server_extra_keys[] = {"listen",   "log-level", "control",
-                                                         "pid-file", "metrics",   NULL};
+static const char *const resolver_server_extra_keys[] = {"listen",     "log-level",   "log-format",
+                                                         "log-target", "log-queries", "control",
+                                                         "pid-file",   "metrics",     NULL};
 static const char *const resolver_resolution_extra_keys[] = {"root-hints", NULL};
 static const char *const resolver_cache_extra_keys[] = {"snapshot-file", NULL};
 static const char *const resolver_stale_extra_keys[] = {"critical-suffixes", NULL};
@@ -422,6 +423,9 @@ static int resolver_read_server(struct resolver_config *cfg, const struct config
                                                 .listen_required = true,
                                                 .workers = NULL,
                                                 .log_level = &cfg->log_level,
+                                                .log_format = &cfg->log_format,
+                                                .log_target = &cfg->log_target,
+                                                .log_queries = &cfg->log_queries,
                                                 .control_path = &cfg->control_path,
                                                 .pid_file = &cfg->pid_file};
     rc = config_read_server_fields(server, cfg->source_file, &fields, err);

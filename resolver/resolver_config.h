@@ -124,9 +124,12 @@ struct resolver_config {
     size_t listen_count;
     unsigned workers; /* 0 = one per CPU */
     enum log_level log_level;
-    char *control_path; /* Unix control socket; NULL = none */
-    char *pid_file;     /* NULL = none */
-    bool has_metrics;   /* server.metrics: the Prometheus endpoint (off by default) */
+    enum log_format log_format; /* server.log-format / --log-format: text (default) or json */
+    enum log_target log_target; /* server.log-target / --log-target: stderr (default) or syslog */
+    bool log_queries;           /* server.log-queries: one info line per answer; off by default */
+    char *control_path;         /* Unix control socket; NULL = none */
+    char *pid_file;             /* NULL = none */
+    bool has_metrics;           /* server.metrics: the Prometheus endpoint (off by default) */
     struct addr metrics;
     struct acl acl; /* the defaults (acl_defaults) unless access-control is given */
     struct resolver_resolution_config resolution;

@@ -18,7 +18,8 @@ struct scrub_ctx {
     ldns_rr_list *answer;     /* borrowed pointers into pkt */
     ldns_rr_list *authority;  /* borrowed */
     ldns_rr_list *additional; /* borrowed */
-    size_t kept;              /* records of pkt copied into the result */
+    const ldns_rr **kept;     /* records of pkt used in the result (a record may repeat) */
+    size_t kept_count, kept_cap;
     struct scrub_result *out;
 };
 
@@ -248,8 +249,42 @@ static ldns_rr_list *scrub_filter_section(struct scrub_ctx *ctx, const ldns_rr_l
     return kept;
 }
 
-/* Records of the packet that were not kept. A record kept twice (a looping chain, a repeated NS
- * name) counts twice in kept, hence the floor at 0. */
+/* Note that rr (a record of the packet) is used in the result. */
+static int scrub_mark_kept(struct scrub_ctx *ctx, const ldns_rr *rr)
+{
+    if (ctx->kept_count == ctx->kept_cap) {
+        size_t cap = ctx->kept_cap ? ctx->kept_cap * 2 : 16;
+        const ldns_rr **grown = realloc(ctx->kept, cap * sizeof *grown);
+        if (grown == NULL)
+            return BALLAST_ENOMEM;
+        ctx->kept = grown;
+        ctx->kept_cap = cap;
+    }
+    ctx->kept[ctx->kept_count++] = rr;
+    return BALLAST_OK;
+}
+
+static int scrub_pointer_cmp(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t) * (const ldns_rr *const *)a;
+    uintptr_t y = (uintptr_t) * (const ldns_rr *const *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Distinct records of the packet used in the result: one used twice (a looping chain, a
+ * repeated NS name) counts once. Sorts ctx->kept. */
+static size_t scrub_kept_distinct(struct scrub_ctx *ctx)
+{
+    if (ctx->kept_count == 0)
+        return 0;
+    qsort(ctx->kept, ctx->kept_count, sizeof *ctx->kept, scrub_pointer_cmp);
+    size_t distinct = 1;
+    for (size_t i = 1; i < ctx->kept_count; i++)
+        distinct += ctx->kept[i] != ctx->kept[i - 1];
+    return distinct;
+}
+
+/* Records of the packet that were not kept. */
 static size_t scrub_dropped(const ldns_pkt *pkt, size_t kept)
 {
     size_t total = ldns_rr_list_rr_count(ldns_pkt_answer(pkt)) +
@@ -268,8 +303,7 @@ static int scrub_keep(struct scrub_ctx *ctx, ldns_rr_list *list, const ldns_rr *
         ldns_rr_free(copy);
         return BALLAST_ENOMEM;
     }
-    ctx->kept++;
-    return BALLAST_OK;
+    return scrub_mark_kept(ctx, rr);
 }
 
 /* Append an RRset to out->answer; the result takes rrset over (also on failure). */
@@ -394,7 +428,11 @@ static int scrub_follow_dname(struct scrub_ctx *ctx, const ldns_rr *dname, ldns_
         if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_CNAME &&
             scrub_rdf_equal(ldns_rr_owner(rr), *name) &&
             scrub_rdf_equal(scrub_rr_target(rr), next)) {
-            ctx->kept++;
+            if (scrub_mark_kept(ctx, rr) != 0) {
+                ldns_rr_list_deep_free(cname_set);
+                ldns_rdf_deep_free(next);
+                return BALLAST_ENOMEM;
+            }
             break;
         }
     }
@@ -518,9 +556,8 @@ static int scrub_collect_soa(struct scrub_ctx *ctx, const ldns_rdf *name)
             !scrub_rdf_under_rdf(name, ldns_rr_owner(rr), false))
             continue;
         ctx->out->soa = ldns_rr_clone(rr);
-        if (ctx->out->soa == NULL)
+        if (ctx->out->soa == NULL || scrub_mark_kept(ctx, rr) != 0)
             return BALLAST_ENOMEM;
-        ctx->kept++;
         return 1;
     }
     return 0;
@@ -671,7 +708,7 @@ static int scrub_parsed(struct scrub_ctx *ctx)
     int rc = scrub_by_rcode(ctx);
     if (rc == BALLAST_OK && out->status == SCRUB_LAME) {
         scrub_free_rrsets(out); /* nothing from a lame server is used */
-        ctx->kept = 0;
+        ctx->kept_count = 0;
     }
     return rc;
 }
@@ -706,7 +743,8 @@ int scrub_response(const uint8_t *pkt, size_t len, const struct scrub_query *sen
     if (ctx.qname != NULL)
         rc = scrub_parsed(&ctx);
     if (rc == BALLAST_OK && out->status != SCRUB_REJECTED)
-        out->dropped = scrub_dropped(ctx.pkt, ctx.kept);
+        out->dropped = scrub_dropped(ctx.pkt, scrub_kept_distinct(&ctx));
+    free(ctx.kept);
     ldns_rr_list_free(ctx.answer);
     ldns_rr_list_free(ctx.authority);
     ldns_rr_list_free(ctx.additional);

@@ -4,7 +4,7 @@
 set -eu
 PACKAGES="gcc meson ninja-build pkg-config libldns-dev libuv1-dev libsodium-dev libyaml-dev
 liburcu-dev libcmocka-dev libjansson-dev libcurl4-openssl-dev clang-format knot-dnsutils bind9-dnsutils python3 python3-dnspython python3-cryptography openssl nsd unbound
-valgrind groff-base"
+valgrind groff-base clang libclang-rt-14-dev llvm"
 if [ "${1:-}" = "--bench" ]; then
     PACKAGES="$PACKAGES knot knot-resolver pdns-recursor dnsperf linux-perf"
 fi

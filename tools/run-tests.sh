@@ -1,6 +1,7 @@
 #!/bin/sh
 # Install, build and run the whole test suite twice: a normal build with -Werror, then a build
-# with AddressSanitizer and UndefinedBehaviorSanitizer.
+# with AddressSanitizer and UndefinedBehaviorSanitizer; then every libFuzzer harness for a short
+# fixed time under ASan+UBSan (docs/fuzzing.md).
 set -eu
 cd "$(dirname "$0")/.."
 tools/install-deps.sh
@@ -27,4 +28,8 @@ for variant in release asan; do
     BALLAST_TIMING_SCALE=$scale UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
         ASAN_OPTIONS=detect_leaks=1 meson test -C "$dir" --print-errorlogs --num-processes 2
 done
-echo "all tests passed (normal and ASan/UBSan builds)"
+# Every libFuzzer harness for 20 s under ASan+UBSan; a crash fails the run and its reproducer is
+# kept in build-test-fuzz/fuzz-crashes/<harness>/.
+rm -rf build-test-fuzz
+tools/fuzz.sh --build build-test-fuzz --time 20
+echo "all tests passed (normal and ASan/UBSan builds, fuzzing)"

@@ -2,7 +2,7 @@
  * restored into a small cache. A record the parser passes but the cache calls malformed is a bug.
  * Each input is tried as is and with its last 32 bytes replaced by the right checksum, so that
  * mutations reach record validation and cache_restore() instead of dying at the checksum.
- * Build like fuzz_answer (clang, -Dfuzz=true, address/undefined sanitizers). */
+ * Build: docs/fuzzing.md. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -12,6 +12,7 @@
 
 #include "cache.h"
 #include "errors.h"
+#include "fuzz_util.h"
 #include "snapshot.h"
 
 #define FUZZ_NOW_MS 100000000u        /* the cache clock: room for a day of staleness */
@@ -35,8 +36,6 @@ static void fuzz_parse(const uint8_t *data, size_t size)
     if (rc != 0 && rc != BALLAST_EPARSE && rc != BALLAST_ELIMIT)
         abort();
 }
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

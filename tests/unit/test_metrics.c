@@ -1,13 +1,13 @@
 /* Unit tests for common/metrics.c: the Prometheus text format written by the collect callback,
  * and the HTTP endpoint on a real loop (GET /metrics answered, other paths 404). */
+#include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <netinet/in.h>
-#include <stdio.h>
 #include <sys/socket.h>
 #include <unistd.h>
 

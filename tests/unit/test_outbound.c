@@ -578,13 +578,16 @@ static void test_outbound_query_has_rd_clear_one_question_and_edns_without_do(vo
     assert_memory_equal(q + WIRE_HEADER_LEN, qb.qname, qb.q.qname_len); /* case as given */
     assert_int_equal(wire_read_u16(q + qend - 4), WIRE_TYPE_MX);
     assert_int_equal(wire_read_u16(q + qend - 2), WIRE_CLASS_IN);
-    /* OPT: root owner, TYPE 41, CLASS = payload size, TTL 0 (version 0, DO clear), no RDATA */
-    assert_int_equal(fx->fake.query_len, qend + 11);
+    /* OPT: root owner, TYPE 41, CLASS = payload size, TTL 0 (version 0, DO clear), and only a
+     * COOKIE option with our client cookie: this server never gave us a server cookie. */
+    assert_int_equal(fx->fake.query_len, qend + 11 + 12);
     assert_int_equal(q[qend], 0);
     assert_int_equal(wire_read_u16(q + qend + 1), WIRE_TYPE_OPT);
     assert_int_equal(wire_read_u16(q + qend + 3), 1232);
     assert_int_equal(wire_read_u32(q + qend + 5), 0);
-    assert_int_equal(wire_read_u16(q + qend + 9), 0);
+    assert_int_equal(wire_read_u16(q + qend + 9), 12);
+    assert_int_equal(wire_read_u16(q + qend + 11), 10); /* RFC 7873 §4: COOKIE, 8 bytes */
+    assert_int_equal(wire_read_u16(q + qend + 13), 8);
 
     /* Without EDNS: no additional record at all. */
     qb.q.edns = false;
