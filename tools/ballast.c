@@ -13,7 +13,10 @@
 #include "catalog.h"
 #include "control.h"
 #include "errors.h"
+#include "iterate.h"
+#include "limit.h"
 #include "replay.h"
+#include "resolver_config.h"
 
 #define BALLAST_EXIT_OK 0
 #define BALLAST_EXIT_ERROR 1       /* the daemon answered "error", or a check failed */
@@ -23,7 +26,10 @@
 
 static void ballast_usage(FILE *out)
 {
-    fputs("usage: ballast check -c FILE           validate an authd config and its zones\n"
+    fputs("usage: ballast check [-c] FILE [--authd|--resolver|--scenario]\n"
+          "                                       check an authd config and its zones, a resolver\n"
+          "                                       config and its root hints, or a replay scenario\n"
+          "                                       (guessed from the top-level keys)\n"
           "       ballast replay [options] FILE   replay an outage scenario (docs/scenarios.md)\n"
           "       ballast [-s SOCKET] COMMAND     talk to a running daemon\n"
           "\n"
@@ -40,22 +46,30 @@ static void ballast_usage(FILE *out)
           out);
 }
 
-static int ballast_check(int argc, char **argv)
+enum ballast_check_kind { CHECK_AUTO, CHECK_AUTHD, CHECK_RESOLVER, CHECK_SCENARIO };
+
+/* Which daemon (or scenario) a YAML file is for, from its top-level keys: a scenario has a
+ * timeline, load or authorities; an authd config zones or health; anything else is taken as a
+ * resolver config (whose own checks then name any key it does not know). */
+static enum ballast_check_kind ballast_check_guess(const char *path)
 {
-    const char *config_file = NULL;
-    int opt;
-    optind = 1;
-    while ((opt = getopt(argc, argv, "c:")) != -1) {
-        if (opt != 'c') {
-            ballast_usage(stderr);
-            return BALLAST_EXIT_UNREACHABLE;
-        }
-        config_file = optarg;
-    }
-    if (!config_file) {
-        fprintf(stderr, "error: ballast check needs -c FILE\n");
-        return BALLAST_EXIT_UNREACHABLE;
-    }
+    struct config_node *root = NULL;
+    struct config_error err;
+    if (config_parse_file(path, LIMIT_DEFAULT_CONFIG_BYTES, &root, &err) != 0)
+        return CHECK_AUTHD; /* its loader reports the syntax error with file:line */
+    enum ballast_check_kind kind = CHECK_RESOLVER;
+    if (config_map_get(root, "timeline") || config_map_get(root, "load") ||
+        config_map_get(root, "authorities"))
+        kind = CHECK_SCENARIO;
+    else if (config_map_get(root, "zones") || config_map_get(root, "health") ||
+             config_map_get(root, "rrl"))
+        kind = CHECK_AUTHD;
+    config_free(root);
+    return kind;
+}
+
+static int ballast_check_authd(const char *config_file)
+{
     struct authd_config cfg;
     struct config_error err;
     char text[1200];
@@ -71,6 +85,82 @@ static int ballast_check(int argc, char **argv)
         printf("ok: %s: %zu zones, %zu records\n", config_file, zones, records);
     authd_config_free(&cfg);
     return rc == 0 ? BALLAST_EXIT_OK : BALLAST_EXIT_ERROR;
+}
+
+/* A resolver config as `ballast-resolver --check -c` sees it (without command-line flags, so a
+ * file that relies on --listen is reported as having no listen address). */
+static int ballast_check_resolver(const char *config_file)
+{
+    struct resolver_config cfg;
+    struct config_error err;
+    char text[1200];
+    if (resolver_config_load(config_file, &cfg, &err) != 0 ||
+        resolver_config_validate(&cfg, &err) != 0) {
+        fprintf(stderr, "%s\n", config_error_text(&err, text, sizeof text));
+        resolver_config_free(&cfg);
+        return BALLAST_EXIT_ERROR;
+    }
+    struct iter_hints hints;
+    int rc = iter_hints_load(cfg.resolution.root_hints, cfg.resolution.upstream_port, &hints, text,
+                             sizeof text);
+    if (rc != 0)
+        fprintf(stderr, "%s\n", text);
+    else
+        printf("ok: %s: resolver, %zu listen addresses, %zu root server addresses, %zu "
+               "forward/stub zones\n",
+               config_file, cfg.listen_count, hints.count, cfg.zone_count);
+    resolver_config_free(&cfg);
+    return rc == 0 ? BALLAST_EXIT_OK : BALLAST_EXIT_ERROR;
+}
+
+/* `ballast check [-c] FILE [--authd|--resolver|--scenario]`: an authd config with its zones, a
+ * resolver config with its root hints, or a replay scenario; every error as FILE:LINE: reason. */
+static int ballast_check(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"authd", no_argument, NULL, 'a'},
+        {"resolver", no_argument, NULL, 'r'},
+        {"scenario", no_argument, NULL, 's'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *config_file = NULL;
+    enum ballast_check_kind kind = CHECK_AUTO;
+    int opt;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "c:", options, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            config_file = optarg;
+            break;
+        case 'a':
+            kind = CHECK_AUTHD;
+            break;
+        case 'r':
+            kind = CHECK_RESOLVER;
+            break;
+        case 's':
+            kind = CHECK_SCENARIO;
+            break;
+        default:
+            ballast_usage(stderr);
+            return BALLAST_EXIT_UNREACHABLE;
+        }
+    }
+    if (!config_file && optind < argc)
+        config_file = argv[optind++];
+    if (!config_file || optind < argc) {
+        fprintf(stderr, "error: ballast check needs one FILE (-c FILE)\n");
+        return BALLAST_EXIT_UNREACHABLE;
+    }
+    if (kind == CHECK_AUTO)
+        kind = ballast_check_guess(config_file);
+    if (kind == CHECK_SCENARIO) {
+        char *args[] = {"replay", "--check", (char *)config_file, NULL};
+        return replay_main(3, args) == 0 ? BALLAST_EXIT_OK : BALLAST_EXIT_ERROR;
+    }
+    return kind == CHECK_RESOLVER ? ballast_check_resolver(config_file)
+                                  : ballast_check_authd(config_file);
 }
 
 /* One token of a reply line: key=value, the value maybe "quoted" (backslash escapes). Returns

@@ -108,6 +108,24 @@ class Flags(unittest.TestCase):
         finally:
             bt.remove_tmpdir(tmp)
 
+    def test_tool_check_takes_resolver_configs_and_scenarios(self):
+        res = bt.run_tool('check', os.path.join(bt.ZONES_DIR, 'resolver.yaml'))
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        self.assertIn('resolver', res.stdout)
+        scenario = os.path.join(bt.ROOT, 'tests', 'scenarios', 'authority-blackout.yaml')
+        res = bt.run_tool('check', scenario)
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        self.assertIn("scenario 'authority-blackout'", res.stdout)
+        bad = os.path.join(bt.ROOT, 'tests', 'unit', 'data', 'resolver_config',
+                           'stale_bad_suffix.yaml')
+        res = bt.run_tool('check', '--resolver', bad)
+        self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
+        self.assertIn('%s:4:' % bad, res.stderr)
+        # forcing the wrong kind reports that kind's errors
+        res = bt.run_tool('check', '--authd', os.path.join(bt.ZONES_DIR, 'resolver.yaml'))
+        self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
+        self.assertIn('unknown key', res.stderr)
+
     def test_tool_unreachable_daemon_exits_2(self):
         res = bt.run_tool('-s', '/nonexistent/ballast.sock', 'status')
         self.assertEqual(res.returncode, 2, res.stdout + res.stderr)
