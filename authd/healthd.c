@@ -356,10 +356,11 @@ static void healthd_feed_apply(struct hd_feed *feed, const uint8_t *data, size_t
     feed->applied++;
     feed->last_error[0] = '\0';
     pthread_mutex_unlock(&hd->lock);
+    /* Publish before logging: once feed_applied is in the log, queries see the new states. */
+    healthd_refresh(hd, NULL, false);
     log_info("feed_applied", "feed=%s generation=%llu entries=%zu changed=%zu unknown=%zu",
              feed->cfg.url, (unsigned long long)doc.generation, doc.count, changed, unknown);
     feed_doc_free(&doc);
-    healthd_refresh(hd, NULL, false);
 }
 
 static void healthd_on_signature(void *ctx, int status, const uint8_t *data, size_t len,
