@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +19,7 @@
 #define OUTBOUND_OPT_RR_LEN 11 /* root owner, TYPE, CLASS, TTL, RDLENGTH */
 #define OUTBOUND_QUERY_MAX                                                                         \
     (WIRE_HEADER_LEN + WIRE_NAME_MAX + 4 + OUTBOUND_OPT_RR_LEN + COOKIE_OPTION_MAX)
-#define OUTBOUND_COOKIE_SLOTS 256 /* server cookies remembered per outbound (direct-mapped) */
+#define OUTBOUND_COOKIE_SLOTS 1024 /* server cookies remembered per process (direct-mapped) */
 /* family, port, address (16), IPv6 scope (4), qtype, qclass, flags, lowercased qname */
 #define OUTBOUND_KEY_MAX (1 + 2 + 16 + 4 + 2 + 2 + 1 + WIRE_NAME_MAX)
 #define OUTBOUND_BIND_ATTEMPTS 8       /* random ports tried before the kernel picks one */
@@ -52,6 +53,8 @@ struct outbound_exchange {
     uint16_t qtype, qclass, id;
     uint8_t client_cookie[COOKIE_CLIENT_LEN]; /* sent in the query's COOKIE option */
     bool sent_cookie;
+    bool expect_cookie;      /* the server gave us a server cookie before: it does cookies */
+    bool dropped_cookieless; /* a UDP answer without COOKIE was dropped for that */
     uint8_t frame[2 + OUTBOUND_QUERY_MAX]; /* TCP length prefix, then the query */
     size_t query_len;
     uint64_t sent_ns; /* when the current attempt went out */
@@ -80,6 +83,17 @@ struct outbound_cookie {
     uint8_t server[COOKIE_SERVER_MAX];
 };
 
+/* Learnt server cookies are shared by every outbound (worker) of the process: the client cookie
+ * depends only on the process secret and the server's address, so any worker can send what
+ * another learnt, and every worker knows which servers do cookies (the defence against forged
+ * answers without one). Taken once per query and per answer. */
+static struct {
+    pthread_mutex_t lock;
+    pthread_once_t once;
+    uint8_t hash_key[crypto_shorthash_KEYBYTES];
+    struct outbound_cookie slots[OUTBOUND_COOKIE_SLOTS];
+} outbound_cookie_jar = {.lock = PTHREAD_MUTEX_INITIALIZER, .once = PTHREAD_ONCE_INIT};
+
 struct outbound {
     uv_loop_t *loop;
     struct outbound_options options;
@@ -91,11 +105,11 @@ struct outbound {
     uint32_t outstanding;             /* exchanges in flight */
     uint32_t exchanges_alive;         /* allocated, including those whose handles are closing */
     uint8_t *udp_buf;                 /* OUTBOUND_UDP_RECV_MAX bytes, shared by UDP reads */
-    struct outbound_cookie *cookies;  /* OUTBOUND_COOKIE_SLOTS */
     bool closing;
 };
 
 static void exchange_start_tcp_or_fail(struct outbound_exchange *ex);
+static void exchange_cookie_forget(struct outbound_exchange *ex);
 
 /* Counters are written only on the loop thread; relaxed stores let other threads read them. */
 static void outbound_count(uint64_t *counter)
@@ -153,11 +167,9 @@ int outbound_create(uv_loop_t *loop, const struct outbound_options *o, struct ou
     size_t buckets = outbound_bucket_count(ob->options.max_outstanding);
     ob->buckets = calloc(buckets, sizeof(*ob->buckets));
     ob->udp_buf = malloc(OUTBOUND_UDP_RECV_MAX);
-    ob->cookies = calloc(OUTBOUND_COOKIE_SLOTS, sizeof(*ob->cookies));
-    if (ob->buckets == NULL || ob->udp_buf == NULL || ob->cookies == NULL) {
+    if (ob->buckets == NULL || ob->udp_buf == NULL) {
         free(ob->buckets);
         free(ob->udp_buf);
-        free(ob->cookies);
         free(ob);
         return BALLAST_ENOMEM;
     }
@@ -172,7 +184,6 @@ static void outbound_destroy(struct outbound *ob)
 {
     free(ob->buckets);
     free(ob->udp_buf);
-    free(ob->cookies);
     free(ob);
 }
 
@@ -337,7 +348,10 @@ static void exchange_finish(struct outbound_exchange *ex, int status, const uint
 
 static void exchange_on_timeout(uv_timer_t *timer)
 {
-    exchange_finish(timer->data, BALLAST_ETIMEOUT, NULL, 0);
+    struct outbound_exchange *ex = timer->data;
+    if (ex->dropped_cookieless)
+        exchange_cookie_forget(ex);
+    exchange_finish(ex, BALLAST_ETIMEOUT, NULL, 0);
 }
 
 /* ---- DNS cookies (RFC 7873 §5.1, §5.3) ---- */
@@ -356,18 +370,22 @@ static size_t outbound_server_ip(const struct addr *server, uint8_t ip[16])
     return 0;
 }
 
-/* The slot for server's IP: the one holding it when create is false (NULL if absent), or the
- * one to overwrite when create is true. */
-static struct outbound_cookie *outbound_cookie_slot(const struct outbound *ob,
-                                                    const struct addr *server, bool create)
+static void outbound_cookie_jar_init(void)
+{
+    crypto_shorthash_keygen(outbound_cookie_jar.hash_key);
+}
+
+/* The jar slot for server's IP: the one holding it when create is false (NULL if absent), or the
+ * one to overwrite when create is true. Jar lock held. */
+static struct outbound_cookie *outbound_cookie_slot(const struct addr *server, bool create)
 {
     uint8_t ip[16];
     size_t ip_len = outbound_server_ip(server, ip);
     if (ip_len == 0)
         return NULL;
     uint64_t h;
-    crypto_shorthash((unsigned char *)&h, ip, ip_len, ob->hash_key);
-    struct outbound_cookie *slot = &ob->cookies[h % OUTBOUND_COOKIE_SLOTS];
+    crypto_shorthash((unsigned char *)&h, ip, ip_len, outbound_cookie_jar.hash_key);
+    struct outbound_cookie *slot = &outbound_cookie_jar.slots[h % OUTBOUND_COOKIE_SLOTS];
     if (create) {
         memcpy(slot->ip, ip, ip_len);
         slot->ip_len = (uint8_t)ip_len;
@@ -380,35 +398,65 @@ static struct outbound_cookie *outbound_cookie_slot(const struct outbound *ob,
  * gave us last, if any. Returns its length. */
 static size_t exchange_cookie_option(struct outbound_exchange *ex, uint8_t *out, size_t cap)
 {
+    pthread_once(&outbound_cookie_jar.once, outbound_cookie_jar_init);
     cookie_client_make(cookie_client_secret(), (const struct sockaddr *)&ex->server.ss,
                        ex->client_cookie);
-    const struct outbound_cookie *slot = outbound_cookie_slot(ex->ob, &ex->server, false);
+    pthread_mutex_lock(&outbound_cookie_jar.lock);
+    const struct outbound_cookie *slot = outbound_cookie_slot(&ex->server, false);
     size_t n = cookie_write_option(out, cap, ex->client_cookie, slot ? slot->server : NULL,
                                    slot ? slot->server_len : 0);
+    ex->expect_cookie = slot != NULL && slot->server_len > 0;
+    pthread_mutex_unlock(&outbound_cookie_jar.lock);
     ex->sent_cookie = n > 0;
     return n;
 }
 
 /* RFC 7873 §5.3: a response whose COOKIE option carries another client cookie is forged, and is
  * dropped; a good one's server cookie is kept for the next query to this server. A response
- * without one is fine (the server does not do cookies). */
-static bool exchange_cookie_accept(struct outbound_exchange *ex, const uint8_t *pkt, size_t len)
+ * without one is fine from a server that does not do cookies, but one that gave us a server
+ * cookie before is expected to answer with one: over UDP such an answer is dropped (an off-path
+ * forger cannot know our client cookie, so this is what stops a Kaminsky race even when it
+ * guesses the ID and port). Over TCP (no off-path forgery) it is accepted. */
+static bool exchange_cookie_accept(struct outbound_exchange *ex, const uint8_t *pkt, size_t len,
+                                   bool udp)
 {
     struct cookie c;
-    if (!ex->sent_cookie || cookie_find_in_response(pkt, len, &c) != 0 || !c.present)
+    if (!ex->sent_cookie)
         return true;
+    if (cookie_find_in_response(pkt, len, &c) != 0 || !c.present) {
+        if (udp && ex->expect_cookie) {
+            outbound_count(&ex->ob->stats.bad_cookie);
+            ex->dropped_cookieless = true;
+            return false;
+        }
+        return true;
+    }
     if (sodium_memcmp(c.client, ex->client_cookie, COOKIE_CLIENT_LEN) != 0) {
         outbound_count(&ex->ob->stats.bad_cookie);
         return false;
     }
     if (c.server_len >= COOKIE_SERVER_MIN) {
-        struct outbound_cookie *slot = outbound_cookie_slot(ex->ob, &ex->server, true);
+        pthread_mutex_lock(&outbound_cookie_jar.lock);
+        struct outbound_cookie *slot = outbound_cookie_slot(&ex->server, true);
         if (slot) {
             memcpy(slot->server, c.server, c.server_len);
             slot->server_len = c.server_len;
         }
+        pthread_mutex_unlock(&outbound_cookie_jar.lock);
     }
     return true;
+}
+
+/* An exchange that dropped cookieless answers and then timed out may be talking to a server
+ * that stopped doing cookies (a new build, a middlebox stripping options): forget its cookie, so
+ * the next try accepts an answer without one rather than timing out for ever. */
+static void exchange_cookie_forget(struct outbound_exchange *ex)
+{
+    pthread_mutex_lock(&outbound_cookie_jar.lock);
+    struct outbound_cookie *slot = outbound_cookie_slot(&ex->server, false);
+    if (slot)
+        slot->ip_len = 0;
+    pthread_mutex_unlock(&outbound_cookie_jar.lock);
 }
 
 /* ---- query and answer ---- */
@@ -520,7 +568,7 @@ static bool udp_consider(struct outbound_exchange *ex, const uint8_t *pkt, size_
         outbound_count(&ex->ob->stats.mismatched);
         return false; /* keep waiting: a spoofer must not end the exchange */
     }
-    if (!exchange_cookie_accept(ex, pkt, len))
+    if (!exchange_cookie_accept(ex, pkt, len, true))
         return false;
     /* RFC 1035 §4.2.1, RFC 7766 §5: a truncated answer is asked again over TCP. */
     if (wire_read_u16(pkt + 2) & WIRE_FLAG_TC) {
@@ -605,7 +653,7 @@ static bool tcp_process(struct outbound_exchange *ex)
             break;
         const uint8_t *msg = ex->rbuf + off + 2;
         if (exchange_matches(ex, msg, frame)) {
-            if (exchange_cookie_accept(ex, msg, frame)) {
+            if (exchange_cookie_accept(ex, msg, frame, false)) {
                 exchange_finish(ex, 0, msg, frame);
                 return false;
             }

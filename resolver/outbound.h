@@ -85,7 +85,8 @@ struct outbound_stats {
     uint64_t mismatched;   /* responses ignored: wrong ID, question, QR or malformed */
     uint64_t tc_fallbacks; /* UDP answers with TC=1 retried over TCP */
     uint64_t coalesced;    /* sends that joined an exchange already in flight */
-    uint64_t bad_cookie;   /* responses dropped: COOKIE with a client cookie we did not send */
+    uint64_t bad_cookie;   /* UDP responses dropped: COOKIE with a client cookie we did not send,
+                            * or none from a server that gave us a server cookie before */
 };
 
 /* Copy the counters; safe to call from another thread (each counter is read atomically). */

@@ -1,10 +1,14 @@
 # Spoofing test: the hierarchy (net 127.0.5) delegates spoof.test to a fake Python server that,
 # before each real answer, sends answers with a wrong ID, from a wrong port, from a wrong address
 # and for a wrong question, and then pads the real answer with out-of-bailiwick records. None of
-# it may reach the client or ballast-resolver's cache.
+# it may reach the client or ballast-resolver's cache. race.test is delegated to a second fake that
+# does DNS cookies and plays a Kaminsky race against itself: before each real answer to a random
+# name it floods forged answers (guessed IDs, and even the right ID and port) that try to take
+# over the zone; zero of them may be cached.
 """ballast-resolver against a spoofing authority (127.0.5.109)."""
 
 import os
+import random
 import selectors
 import socket
 import sys
@@ -16,6 +20,7 @@ import ballast_test as bt  # noqa: E402
 import hierarchy  # noqa: E402
 import test_resolver as tr  # noqa: E402
 
+import dns.edns  # noqa: E402
 import dns.flags  # noqa: E402
 import dns.message  # noqa: E402
 import dns.name  # noqa: E402
@@ -31,6 +36,14 @@ POISON = '6.6.6.6'
 POISON_NS = '6.6.6.7'
 REAL_WWW = '192.0.2.66'
 ZONE = dns.name.from_text('spoof.test.')
+RACE_ADDR = NET + '.111'
+RACE_ZONE = dns.name.from_text('race.test.')
+REAL_RACE_WWW = '192.0.2.77'
+REAL_RACE_OTHER = '192.0.2.78'
+COOKIE = 10  # EDNS option code (RFC 7873)
+RACE_SERVER_COOKIE = bytes.fromhex('a1a2a3a4a5a6a7a8b1b2b3b4b5b6b7b8')
+RACE_ROUNDS = 25   # random names raced
+RACE_GUESSES = 200  # forged answers with guessed IDs per round
 
 
 class SpoofHierarchy(hierarchy.Hierarchy):
@@ -42,7 +55,9 @@ class SpoofHierarchy(hierarchy.Hierarchy):
             with open(path, 'a') as f:
                 f.write('\n; added by test_spoofing.py\n'
                         'spoof               IN NS    ns.spoof\n'
-                        'ns.spoof            IN A     %s\n' % FAKE_ADDR)
+                        'ns.spoof            IN A     %s\n'
+                        'race                IN NS    ns.race\n'
+                        'ns.race             IN A     %s\n' % (FAKE_ADDR, RACE_ADDR))
         return path
 
 
@@ -170,18 +185,135 @@ class SpoofingServer:
             s.close()
 
 
+class RaceServer:
+    """Authoritative for race.test over UDP, with DNS cookies: a query's client cookie is
+    answered with it and RACE_SERVER_COOKIE (unless cookies_on is cleared). For every query for a
+    name starting with 'rnd' it first plays the attacker, from its own address and port (as an
+    off-path attacker spoofing the server's address would): RACE_GUESSES forged answers with
+    guessed IDs, then one with the query's own ID and no COOKIE option, then one with the right
+    ID and a COOKIE carrying another client cookie. The forgeries answer the name with POISON
+    and claim race.test for ns.evil.race.test at POISON_NS, with www.race.test at POISON. Only
+    then does the real answer go out: the attacker wins every timing race."""
+
+    def __init__(self, addr, port):
+        self.cookies_on = True
+        self.queries = []
+        self.lock = threading.Lock()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((addr, port))
+        self.stop_r, self.stop_w = socket.socketpair()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def _response(q):
+        r = dns.message.make_response(q)
+        r.flags |= dns.flags.AA
+        r.flags &= ~dns.flags.RA
+        return r
+
+    def real_answer(self, q, client_cookie):
+        r = self._response(q)
+        qname, qtype = q.question[0].name, q.question[0].rdtype
+        soa = rrset(RACE_ZONE, 'SOA', 'ns.race.test. h.race.test. 1 7200 3600 1209600 300',
+                    ttl=300)
+        fixed = {
+            (RACE_ZONE, dns.rdatatype.SOA): soa,
+            (RACE_ZONE, dns.rdatatype.NS): rrset(RACE_ZONE, 'NS', 'ns.race.test.'),
+            (dns.name.from_text('ns.race.test.'), dns.rdatatype.A):
+                rrset('ns.race.test.', 'A', RACE_ADDR),
+            (dns.name.from_text('www.race.test.'), dns.rdatatype.A):
+                rrset('www.race.test.', 'A', REAL_RACE_WWW),
+        }
+        if not qname.is_subdomain(RACE_ZONE):
+            r.flags &= ~dns.flags.AA
+            r.set_rcode(dns.rcode.REFUSED)
+        elif (qname, qtype) in fixed:
+            r.answer.append(fixed[(qname, qtype)])
+        elif qname in {n for n, _ in fixed}:
+            r.authority.append(soa)
+        elif qname.is_subdomain(dns.name.from_text('evil.race.test.')):
+            r.set_rcode(dns.rcode.NXDOMAIN)
+            r.authority.append(soa)
+        elif qtype == dns.rdatatype.A:
+            r.answer.append(rrset(qname, 'A', REAL_RACE_OTHER))
+        else:
+            r.authority.append(soa)
+        if client_cookie is not None and self.cookies_on:
+            r.use_edns(0, options=[dns.edns.GenericOption(COOKIE,
+                                                          client_cookie + RACE_SERVER_COOKIE)])
+        return r
+
+    def forged(self, q, qid, cookie=None):
+        r = self._response(q)
+        r.id = qid
+        r.answer.append(rrset(q.question[0].name, 'A', POISON))
+        r.authority.append(rrset(RACE_ZONE, 'NS', 'ns.evil.race.test.'))
+        r.additional.append(rrset('ns.evil.race.test.', 'A', POISON_NS))
+        r.additional.append(rrset('www.race.test.', 'A', POISON))
+        if cookie is not None:
+            r.use_edns(0, options=[dns.edns.GenericOption(COOKIE, cookie)])
+        return r.to_wire()
+
+    def attack(self, q, peer):
+        for _ in range(RACE_GUESSES):
+            qid = random.randrange(65536)
+            if qid != q.id:
+                self.sock.sendto(self.forged(q, qid), peer)
+        self.sock.sendto(self.forged(q, q.id), peer)
+        self.sock.sendto(self.forged(q, q.id, os.urandom(8) + RACE_SERVER_COOKIE), peer)
+
+    def run(self):
+        sel = selectors.DefaultSelector()
+        sel.register(self.sock, selectors.EVENT_READ)
+        sel.register(self.stop_r, selectors.EVENT_READ)
+        while True:
+            for key, _ in sel.select():
+                if key.fileobj is self.stop_r:
+                    return
+                wire, peer = self.sock.recvfrom(65535)
+                try:
+                    q = dns.message.from_wire(wire)
+                except Exception:
+                    continue
+                if len(q.question) != 1:
+                    continue
+                cookie = None
+                for opt in q.options:
+                    if opt.otype == COOKIE:
+                        cookie = opt.to_wire()[:8]
+                name = q.question[0].name.to_text().lower()
+                with self.lock:
+                    self.queries.append((name, cookie is not None))
+                if name.startswith('rnd'):
+                    self.attack(q, peer)
+                self.sock.sendto(self.real_answer(q, cookie).to_wire(), peer)
+
+    def seen(self):
+        with self.lock:
+            return list(self.queries)
+
+    def close(self):
+        self.stop_w.send(b'x')
+        self.thread.join(5)
+        for s in (self.sock, self.stop_r, self.stop_w):
+            s.close()
+
+
 H = None
 TMPDIR = None
 FAKE = None
+RACE = None
 
 
 def setUpModule():
-    global H, TMPDIR, FAKE
+    global H, TMPDIR, FAKE, RACE
     bt.require_binaries(tr.RESOLVER, bt.AUTHD, bt.TOOL)
     TMPDIR = bt.make_tmpdir('ballast-spoofing-')
     try:
         H = tr.start_hierarchy(os.path.join(TMPDIR, 'hierarchy'), NET, cls=SpoofHierarchy)
         FAKE = SpoofingServer(FAKE_ADDR, H.port)
+        RACE = RaceServer(RACE_ADDR, H.port)
     except BaseException:
         tearDownModule()
         raise
@@ -190,6 +322,8 @@ def setUpModule():
 def tearDownModule():
     if FAKE is not None:
         FAKE.close()
+    if RACE is not None:
+        RACE.close()
     if H is not None:
         H.stop()
     if TMPDIR is not None:
@@ -243,6 +377,47 @@ class SpoofingTest(unittest.TestCase):
         # At least the wrong-ID and the wrong-question answers reach the resolver's socket (the
         # wrong port and address may be dropped by the kernel on a connected socket).
         self.assertGreater(stats['upstream_mismatched'], 0, stats)
+
+
+    def test_kaminsky_race_poisons_nothing(self):
+        # Learn race.test's delegation and its server cookie first.
+        self.resolve('www.race.test.', 'A', 'NOERROR', {('www.race.test.', 'A', REAL_RACE_WWW)})
+        before = self.r.stats()
+        seen = len(RACE.seen())
+        for i in range(RACE_ROUNDS):
+            name = 'rnd%d-%d.race.test.' % (i, random.randrange(10**9))
+            self.resolve(name, 'A', 'NOERROR', {(name, 'A', REAL_RACE_OTHER)})
+        after = self.r.stats()
+        raced = {n for n, _ in RACE.seen()[seen:] if n.startswith('rnd')}
+        self.assertGreaterEqual(len(raced), RACE_ROUNDS, 'the resolver did not ask the racer')
+        self.assertTrue(all(c for _, c in RACE.seen()), 'a query to race.test without a cookie')
+        # Every round's forgery with the right ID was refused for its cookie (missing or wrong),
+        # and the guessed IDs reached the socket and were ignored.
+        bad_cookie = after['upstream_bad_cookie'] - before['upstream_bad_cookie']
+        mismatched = after['upstream_mismatched'] - before['upstream_mismatched']
+        self.assertGreaterEqual(bad_cookie, 2 * len(raced), (before, after))
+        self.assertGreaterEqual(mismatched, len(raced) * RACE_GUESSES // 2, (before, after))
+        # Nothing the forgeries said is in the cache: the zone, its server and www are the real
+        # ones, and the attacker's name server does not exist.
+        self.resolve('www.race.test.', 'A', 'NOERROR', {('www.race.test.', 'A', REAL_RACE_WWW)})
+        self.resolve('race.test.', 'NS', 'NOERROR', {('race.test.', 'NS', 'ns.race.test.')})
+        self.resolve('ns.evil.race.test.', 'A', 'NXDOMAIN', set())
+        self.resolve('ns.race.test.', 'A', 'NOERROR', {('ns.race.test.', 'A', RACE_ADDR)})
+
+    def test_server_that_stops_doing_cookies_is_still_answered(self):
+        self.resolve('www.race.test.', 'A', 'NOERROR', {('www.race.test.', 'A', REAL_RACE_WWW)})
+        before = self.r.stats()
+        RACE.cookies_on = False
+        try:
+            # The first cookieless answer is dropped (the server did cookies before); when that
+            # try times out the resolver forgets the cookie and takes the next answer.
+            self.resolve('plain.race.test.', 'A', 'NOERROR',
+                         {('plain.race.test.', 'A', REAL_RACE_OTHER)})
+        finally:
+            RACE.cookies_on = True
+        after = self.r.stats()
+        self.assertGreater(after['upstream_bad_cookie'], before['upstream_bad_cookie'],
+                           (before, after))
 
 
 if __name__ == '__main__':
