@@ -53,8 +53,7 @@ struct outbound_exchange {
     uint16_t qtype, qclass, id;
     uint8_t client_cookie[COOKIE_CLIENT_LEN]; /* sent in the query's COOKIE option */
     bool sent_cookie;
-    bool expect_cookie;      /* the server gave us a server cookie before: it does cookies */
-    bool dropped_cookieless; /* a UDP answer without COOKIE was dropped for that */
+    bool expect_cookie; /* the server gave us a server cookie before: it does cookies */
     uint8_t frame[2 + OUTBOUND_QUERY_MAX]; /* TCP length prefix, then the query */
     size_t query_len;
     uint64_t sent_ns; /* when the current attempt went out */
@@ -348,10 +347,7 @@ static void exchange_finish(struct outbound_exchange *ex, int status, const uint
 
 static void exchange_on_timeout(uv_timer_t *timer)
 {
-    struct outbound_exchange *ex = timer->data;
-    if (ex->dropped_cookieless)
-        exchange_cookie_forget(ex);
-    exchange_finish(ex, BALLAST_ETIMEOUT, NULL, 0);
+    exchange_finish(timer->data, BALLAST_ETIMEOUT, NULL, 0);
 }
 
 /* ---- DNS cookies (RFC 7873 §5.1, §5.3) ---- */
@@ -411,29 +407,40 @@ static size_t exchange_cookie_option(struct outbound_exchange *ex, uint8_t *out,
     return n;
 }
 
-/* RFC 7873 §5.3: a response whose COOKIE option carries another client cookie is forged, and is
- * dropped; a good one's server cookie is kept for the next query to this server. A response
- * without one is fine from a server that does not do cookies, but one that gave us a server
- * cookie before is expected to answer with one: over UDP such an answer is dropped (an off-path
- * forger cannot know our client cookie, so this is what stops a Kaminsky race even when it
- * guesses the ID and port). Over TCP (no off-path forgery) it is accepted. */
-static bool exchange_cookie_accept(struct outbound_exchange *ex, const uint8_t *pkt, size_t len,
-                                   bool udp)
+/* What to do with a response that matched the question (RFC 7873 §5.3). */
+enum cookie_verdict {
+    COOKIE_TAKE,    /* good, or the server does not do cookies */
+    COOKIE_FORGED,  /* another client cookie: a forgery, ignored, keep waiting */
+    COOKIE_MISSING, /* none over UDP from a server that gave us one: ask again over TCP */
+};
+
+/* A response whose COOKIE option carries another client cookie is forged, and is ignored; a
+ * good one's server cookie is kept for the next query to this server. A response without one is
+ * fine from a server that does not do cookies, but one that gave us a server cookie before is
+ * expected to answer with one. Over UDP such an answer is not taken: the question is asked again
+ * over TCP, as BIND does ("missing expected cookie"). An off-path forger cannot know our client
+ * cookie, so this is what stops a Kaminsky race even when it guesses the ID and the port, while
+ * a server that really stopped doing cookies (a new build, a mixed anycast fleet, a middlebox
+ * stripping options) costs a TCP exchange rather than a timeout. Over TCP (no off-path forgery)
+ * a cookieless answer is taken, and the server's cookie is forgotten: it no longer does them. */
+static enum cookie_verdict exchange_cookie_check(struct outbound_exchange *ex, const uint8_t *pkt,
+                                                 size_t len, bool udp)
 {
     struct cookie c;
     if (!ex->sent_cookie)
-        return true;
+        return COOKIE_TAKE;
     if (cookie_find_in_response(pkt, len, &c) != 0 || !c.present) {
-        if (udp && ex->expect_cookie) {
-            outbound_count(&ex->ob->stats.bad_cookie);
-            ex->dropped_cookieless = true;
-            return false;
-        }
-        return true;
+        if (!ex->expect_cookie)
+            return COOKIE_TAKE;
+        outbound_count(&ex->ob->stats.bad_cookie);
+        if (udp)
+            return COOKIE_MISSING;
+        exchange_cookie_forget(ex);
+        return COOKIE_TAKE;
     }
     if (sodium_memcmp(c.client, ex->client_cookie, COOKIE_CLIENT_LEN) != 0) {
         outbound_count(&ex->ob->stats.bad_cookie);
-        return false;
+        return COOKIE_FORGED;
     }
     if (c.server_len >= COOKIE_SERVER_MIN) {
         pthread_mutex_lock(&outbound_cookie_jar.lock);
@@ -444,12 +451,10 @@ static bool exchange_cookie_accept(struct outbound_exchange *ex, const uint8_t *
         }
         pthread_mutex_unlock(&outbound_cookie_jar.lock);
     }
-    return true;
+    return COOKIE_TAKE;
 }
 
-/* An exchange that dropped cookieless answers and then timed out may be talking to a server
- * that stopped doing cookies (a new build, a middlebox stripping options): forget its cookie, so
- * the next try accepts an answer without one rather than timing out for ever. */
+/* Forget the server cookie of ex's server. */
 static void exchange_cookie_forget(struct outbound_exchange *ex)
 {
     pthread_mutex_lock(&outbound_cookie_jar.lock);
@@ -568,8 +573,15 @@ static bool udp_consider(struct outbound_exchange *ex, const uint8_t *pkt, size_
         outbound_count(&ex->ob->stats.mismatched);
         return false; /* keep waiting: a spoofer must not end the exchange */
     }
-    if (!exchange_cookie_accept(ex, pkt, len, true))
+    switch (exchange_cookie_check(ex, pkt, len, true)) {
+    case COOKIE_FORGED:
         return false;
+    case COOKIE_MISSING:
+        exchange_start_tcp_or_fail(ex);
+        return true;
+    case COOKIE_TAKE:
+        break;
+    }
     /* RFC 1035 §4.2.1, RFC 7766 §5: a truncated answer is asked again over TCP. */
     if (wire_read_u16(pkt + 2) & WIRE_FLAG_TC) {
         outbound_count(&ex->ob->stats.tc_fallbacks);
@@ -653,7 +665,7 @@ static bool tcp_process(struct outbound_exchange *ex)
             break;
         const uint8_t *msg = ex->rbuf + off + 2;
         if (exchange_matches(ex, msg, frame)) {
-            if (exchange_cookie_accept(ex, msg, frame, false)) {
+            if (exchange_cookie_check(ex, msg, frame, false) == COOKIE_TAKE) {
                 exchange_finish(ex, 0, msg, frame);
                 return false;
             }

@@ -12,6 +12,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ballast_test as bt  # noqa: E402
 
+import dns.edns  # noqa: E402
 import dns.flags  # noqa: E402
 import dns.message  # noqa: E402
 import dns.query  # noqa: E402
@@ -179,6 +180,22 @@ class FaultInjection(unittest.TestCase):
                 self.assertEqual(len(r.question), 1)
                 self.assertEqual((r.answer, r.authority), ([], []), str(r))
         self.assertGreaterEqual(int(self.stats()['fault_rewritten']), 4)
+
+    def test_rewritten_answers_carry_the_dns_cookie(self):
+        # A failing server that does cookies still answers with one (RFC 7873 §5.2), else a
+        # resolver that learnt its cookie would take the fault for a forgery.
+        client = bytes.fromhex('0123456789abcdef')
+        for kind in ('servfail', 'refused', 'empty', 'nxdomain', 'truncate'):
+            self.fault('clear')
+            self.fault('add', kind)
+            q = dns.message.make_query('www.example.test', 'A', use_edns=0,
+                                       options=[dns.edns.GenericOption(10, client)])
+            r = dns.message.from_wire(bt.udp_exchange(self.authd.addr, self.authd.port,
+                                                      q.to_wire(), expect_id=q.id))
+            cookies = [o.to_wire() for o in r.options if o.otype == 10]
+            self.assertEqual(len(cookies), 1, '%s\n%s' % (kind, r))
+            self.assertEqual(cookies[0][:8], client, kind)
+            self.assertEqual(len(cookies[0]), 24, kind)
 
     def test_empty_answers_nodata_with_the_soa(self):
         self.fault('add', 'empty')

@@ -21,6 +21,7 @@ import hierarchy  # noqa: E402
 import test_resolver as tr  # noqa: E402
 
 import dns.edns  # noqa: E402
+import dns.exception  # noqa: E402
 import dns.flags  # noqa: E402
 import dns.message  # noqa: E402
 import dns.name  # noqa: E402
@@ -186,12 +187,12 @@ class SpoofingServer:
 
 
 class RaceServer:
-    """Authoritative for race.test over UDP, with DNS cookies: a query's client cookie is
-    answered with it and RACE_SERVER_COOKIE (unless cookies_on is cleared). For every query for a
-    name starting with 'rnd' it first plays the attacker, from its own address and port (as an
-    off-path attacker spoofing the server's address would): RACE_GUESSES forged answers with
-    guessed IDs, then one with the query's own ID and no COOKIE option, then one with the right
-    ID and a COOKIE carrying another client cookie. The forgeries answer the name with POISON
+    """Authoritative for race.test over UDP and TCP, with DNS cookies: a query's client cookie is
+    answered with it and RACE_SERVER_COOKIE (unless cookies_on is cleared). For every UDP query
+    for a name starting with 'rnd' it first plays the attacker, from its own address and port (as
+    an off-path attacker spoofing the server's address would): RACE_GUESSES forged answers with
+    guessed IDs, then one with the query's own ID and a COOKIE carrying another client cookie,
+    then one with the right ID and no COOKIE option. The forgeries answer the name with POISON
     and claim race.test for ns.evil.race.test at POISON_NS, with www.race.test at POISON. Only
     then does the real answer go out: the attacker wins every timing race."""
 
@@ -201,6 +202,11 @@ class RaceServer:
         self.lock = threading.Lock()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((addr, port))
+        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.tcp.bind((addr, port))
+        self.tcp.listen(16)
+        self.tcp_queries = 0
         self.stop_r, self.stop_w = socket.socketpair()
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
@@ -260,17 +266,47 @@ class RaceServer:
             qid = random.randrange(65536)
             if qid != q.id:
                 self.sock.sendto(self.forged(q, qid), peer)
-        self.sock.sendto(self.forged(q, q.id), peer)
         self.sock.sendto(self.forged(q, q.id, os.urandom(8) + RACE_SERVER_COOKIE), peer)
+        self.sock.sendto(self.forged(q, q.id), peer)
+
+    @staticmethod
+    def query_cookie(q):
+        for opt in q.options:
+            if opt.otype == COOKIE:
+                return opt.to_wire()[:8]
+        return None
+
+    def serve_tcp(self, conn):
+        """Real answers to every framed query on conn (the attacker cannot race TCP)."""
+        with conn:
+            conn.settimeout(5)
+            try:
+                while True:
+                    head = conn.recv(2, socket.MSG_WAITALL)
+                    if len(head) < 2:
+                        return
+                    wire = conn.recv(int.from_bytes(head, 'big'), socket.MSG_WAITALL)
+                    q = dns.message.from_wire(wire)
+                    with self.lock:
+                        self.tcp_queries += 1
+                    out = self.real_answer(q, self.query_cookie(q)).to_wire()
+                    conn.sendall(len(out).to_bytes(2, 'big') + out)
+            except (OSError, dns.exception.DNSException):
+                return
 
     def run(self):
         sel = selectors.DefaultSelector()
         sel.register(self.sock, selectors.EVENT_READ)
+        sel.register(self.tcp, selectors.EVENT_READ)
         sel.register(self.stop_r, selectors.EVENT_READ)
         while True:
             for key, _ in sel.select():
                 if key.fileobj is self.stop_r:
                     return
+                if key.fileobj is self.tcp:
+                    conn, _ = self.tcp.accept()
+                    threading.Thread(target=self.serve_tcp, args=(conn,), daemon=True).start()
+                    continue
                 wire, peer = self.sock.recvfrom(65535)
                 try:
                     q = dns.message.from_wire(wire)
@@ -278,10 +314,7 @@ class RaceServer:
                     continue
                 if len(q.question) != 1:
                     continue
-                cookie = None
-                for opt in q.options:
-                    if opt.otype == COOKIE:
-                        cookie = opt.to_wire()[:8]
+                cookie = self.query_cookie(q)
                 name = q.question[0].name.to_text().lower()
                 with self.lock:
                     self.queries.append((name, cookie is not None))
@@ -296,7 +329,7 @@ class RaceServer:
     def close(self):
         self.stop_w.send(b'x')
         self.thread.join(5)
-        for s in (self.sock, self.stop_r, self.stop_w):
+        for s in (self.sock, self.tcp, self.stop_r, self.stop_w):
             s.close()
 
 
@@ -391,12 +424,14 @@ class SpoofingTest(unittest.TestCase):
         raced = {n for n, _ in RACE.seen()[seen:] if n.startswith('rnd')}
         self.assertGreaterEqual(len(raced), RACE_ROUNDS, 'the resolver did not ask the racer')
         self.assertTrue(all(c for _, c in RACE.seen()), 'a query to race.test without a cookie')
-        # Every round's forgery with the right ID was refused for its cookie (missing or wrong),
+        # Every round's forgeries with the right ID were refused for their cookie (wrong, then
+        # missing: that one sends the question again over TCP, where the real answer is taken),
         # and the guessed IDs reached the socket and were ignored.
-        bad_cookie = after['upstream_bad_cookie'] - before['upstream_bad_cookie']
-        mismatched = after['upstream_mismatched'] - before['upstream_mismatched']
-        self.assertGreaterEqual(bad_cookie, 2 * len(raced), (before, after))
-        self.assertGreaterEqual(mismatched, len(raced) * RACE_GUESSES // 2, (before, after))
+        delta = {k: after[k] - before[k] for k in after if k.startswith('upstream_')}
+        self.assertGreaterEqual(delta['upstream_bad_cookie'], 2 * len(raced), delta)
+        self.assertGreaterEqual(delta['upstream_tcp'], len(raced), delta)
+        self.assertGreaterEqual(delta['upstream_mismatched'], len(raced) * RACE_GUESSES // 2,
+                                delta)
         # Nothing the forgeries said is in the cache: the zone, its server and www are the real
         # ones, and the attacker's name server does not exist.
         self.resolve('www.race.test.', 'A', 'NOERROR', {('www.race.test.', 'A', REAL_RACE_WWW)})
@@ -409,15 +444,24 @@ class SpoofingTest(unittest.TestCase):
         before = self.r.stats()
         RACE.cookies_on = False
         try:
-            # The first cookieless answer is dropped (the server did cookies before); when that
-            # try times out the resolver forgets the cookie and takes the next answer.
+            # The cookieless UDP answer is not taken (the server did cookies before): the
+            # question goes again over TCP, whose answer is taken, and the cookie forgotten, so
+            # the next question is answered over UDP. No timeout anywhere.
             self.resolve('plain.race.test.', 'A', 'NOERROR',
                          {('plain.race.test.', 'A', REAL_RACE_OTHER)})
+            middle = self.r.stats()
+            self.resolve('plain2.race.test.', 'A', 'NOERROR',
+                         {('plain2.race.test.', 'A', REAL_RACE_OTHER)})
         finally:
             RACE.cookies_on = True
         after = self.r.stats()
-        self.assertGreater(after['upstream_bad_cookie'], before['upstream_bad_cookie'],
-                           (before, after))
+        first = {k: middle[k] - before[k] for k in after if k.startswith('upstream_')}
+        second = {k: after[k] - middle[k] for k in after if k.startswith('upstream_')}
+        self.assertGreaterEqual(first['upstream_bad_cookie'], 1, first)
+        self.assertGreaterEqual(first['upstream_tcp'], 1, first)
+        self.assertEqual(first['upstream_timeouts'], 0, first)
+        self.assertEqual(second['upstream_tcp'], 0, second)
+        self.assertEqual(second['upstream_bad_cookie'], 0, second)
 
 
 if __name__ == '__main__':
