@@ -38,6 +38,7 @@ struct authd_config {
     bool log_queries;           /* server.log-queries: one info line per query; off by default */
     char *control_path;         /* Unix control socket; NULL = none */
     char *pid_file;             /* NULL = none */
+    char *user;                 /* server.user / --user: "USER[:GROUP]" to drop to; NULL = none */
     bool has_metrics;           /* server.metrics: the Prometheus endpoint (off by default) */
     struct addr metrics;
     struct limits limits;
@@ -62,6 +63,9 @@ int authd_config_load(const char *path, struct authd_config *cfg, struct config_
 int authd_config_add_listen(struct authd_config *cfg, const char *text, struct config_error *err);
 /* Add a zone "NAME:FILE" (as given to --zone). */
 int authd_config_add_zone_arg(struct authd_config *cfg, const char *arg, struct config_error *err);
+/* --user USER[:GROUP] (replaces server.user): the form is checked (daemon_user_check), the names
+ * at start-up. */
+int authd_config_set_user(struct authd_config *cfg, const char *spec, struct config_error *err);
 
 /* Final checks: at least one listener and one zone, no duplicate zone names, every health pool
  * inside a configured zone (and no CNAME pool at a zone apex). */

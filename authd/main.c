@@ -4,9 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "authd_config.h"
 #include "catalog.h"
+#include "daemon.h"
 #include "errors.h"
 #include "log.h"
 #include "server.h"
@@ -27,6 +29,8 @@ enum authd_option {
     OPTION_PID_FILE,
     OPTION_FAULT_INJECTION,
     OPTION_FAIL_CLOSED,
+    OPTION_USER,
+    OPTION_ALLOW_ROOT,
 };
 
 struct authd_args {
@@ -44,6 +48,8 @@ struct authd_args {
     const char *pid_file;
     bool fault_injection;
     bool fail_closed;
+    const char *user;
+    bool allow_root;
 };
 
 static void authd_usage(FILE *out)
@@ -61,6 +67,9 @@ static void authd_usage(FILE *out)
           "      --log-format FORMAT text (key=value) or json (one object per line)\n"
           "      --log-target TARGET stderr or syslog (facility daemon)\n"
           "      --pid-file PATH     write the process id to PATH\n"
+          "      --user USER[:GROUP] after binding, run as USER (overrides server.user)\n"
+          "      --allow-root        keep running as root when no user is set (or set\n"
+          "                          BALLAST_ALLOW_ROOT=1)\n"
           "      --fault-injection   accept `fault` control commands (tests and replay only)\n"
           "      --fail-closed       health pools answer no records when every member is down and\n"
           "                          withdraw members without pacing (replay baselines only)\n"
@@ -84,6 +93,8 @@ static int authd_parse_args(int argc, char **argv, struct authd_args *args)
         {"pid-file", required_argument, NULL, OPTION_PID_FILE},
         {"fault-injection", no_argument, NULL, OPTION_FAULT_INJECTION},
         {"fail-closed", no_argument, NULL, OPTION_FAIL_CLOSED},
+        {"user", required_argument, NULL, OPTION_USER},
+        {"allow-root", no_argument, NULL, OPTION_ALLOW_ROOT},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -130,6 +141,12 @@ static int authd_parse_args(int argc, char **argv, struct authd_args *args)
             break;
         case OPTION_FAIL_CLOSED:
             args->fail_closed = true;
+            break;
+        case OPTION_USER:
+            args->user = optarg;
+            break;
+        case OPTION_ALLOW_ROOT:
+            args->allow_root = true;
             break;
         case 'V':
             printf("ballast-authd 0.1.0\n");
@@ -206,6 +223,8 @@ static int authd_apply_args(const struct authd_args *args, struct authd_config *
         snprintf(err->reason, sizeof err->reason, "out of memory");
         return BALLAST_ENOMEM;
     }
+    if (args->user && authd_config_set_user(cfg, args->user, err) != 0)
+        return BALLAST_EINVAL;
     return BALLAST_OK;
 }
 
@@ -239,6 +258,17 @@ static int authd_load_zones(const struct authd_config *cfg, struct zone_set **zo
         log_error("startup_failed", "reason=\"%s\"",
                   rc == BALLAST_ENOTFOUND ? "no zone could be loaded" : ballast_strerror(rc));
     return rc;
+}
+
+/* After the drop: what a reload reads must stay readable (docs/packaging.md). */
+static void authd_check_reload_access(const struct authd_config *cfg)
+{
+    daemon_check_access("the configuration file", cfg->source_file, false);
+    char what[300];
+    for (size_t i = 0; i < cfg->zone_count; i++) {
+        snprintf(what, sizeof what, "zone %s", cfg->zones[i].name);
+        daemon_check_access(what, cfg->zones[i].file, false);
+    }
 }
 
 static int authd_check(const struct authd_config *cfg)
@@ -278,13 +308,22 @@ int main(int argc, char **argv)
         status = authd_check(&cfg);
         goto done;
     }
+    /* Before anything is bound: an unknown user, or root without a user, stops here. */
+    struct daemon_identity identity;
+    char err_text[512];
+    if (daemon_privileges_prepare(cfg.user, args.allow_root || daemon_allow_root_from_env(),
+                                  &identity, err_text, sizeof err_text) != 0) {
+        log_error("startup_failed", "reason=\"%s\"", err_text);
+        fprintf(stderr, "error: %s\n", err_text);
+        status = AUTHD_EXIT_FAILURE;
+        goto done;
+    }
     if (authd_load_zones(&cfg, &zones) != 0) {
         status = AUTHD_EXIT_FAILURE;
         goto done;
     }
 
     struct server *server = NULL;
-    char err_text[512];
     if (args.fail_closed) {
         /* what DNS does without Ballast's protections: the baseline of `ballast replay` */
         for (size_t i = 0; i < cfg.health.pool_count; i++) {
@@ -294,13 +333,34 @@ int main(int argc, char **argv)
         log_warn("fail_closed",
                  "reason=\"--fail-closed: pools may answer empty (replay baseline)\"");
     }
-    struct server_options options = {.fault_injection = args.fault_injection};
+    /* authd_apply_args put the log flags in cfg already; the server re-applies them on reload */
+    struct server_options options = {
+        .fault_injection = args.fault_injection,
+        .has_log_level = args.log_level != NULL,
+        .has_log_format = args.log_format != NULL,
+        .has_log_target = args.log_target != NULL,
+        .log_level = cfg.log_level,
+        .log_format = cfg.log_format,
+        .log_target = cfg.log_target,
+    };
+    /* server_start moves cfg: its strings then belong to the server and stay as they are until
+     * the first reload, which cannot happen before server_run. */
+    const struct authd_config moved = cfg;
+    /* server_start binds every listener (the worker threads are started with their sockets
+     * open), the metrics listener and the control socket, and writes the pid file. */
     if (server_start(&cfg, zones, &options, &server, err_text, sizeof err_text) != 0) {
         log_error("startup_failed", "reason=\"%s\"", err_text);
         fprintf(stderr, "error: %s\n", err_text);
         status = AUTHD_EXIT_FAILURE;
         goto done;
     }
+    /* The workers already run: glibc's setuid() changes every thread of the process. */
+    if (daemon_drop_privileges(&identity, moved.control_path, err_text, sizeof err_text) != 0) {
+        log_error("startup_failed", "reason=\"%s\"", err_text);
+        _exit(AUTHD_EXIT_FAILURE); /* half-dropped, threads running: end the process at once */
+    }
+    if (identity.drop)
+        authd_check_reload_access(&moved);
     status = server_run(server);
 done:
     authd_config_free(&cfg);

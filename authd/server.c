@@ -14,6 +14,7 @@
 #include "answer.h"
 #include "catalog.h"
 #include "control.h"
+#include "cookie.h"
 #include "daemon.h"
 #include "errors.h"
 #include "fault.h"
@@ -62,6 +63,8 @@ struct worker {
     struct listener *listeners[AUTHD_MAX_LISTEN];
     size_t listener_count;
     uint64_t counters[COUNTER_COUNT];
+    struct metrics_qtypes qtypes;   /* queries by QTYPE */
+    struct metrics_latency latency; /* receipt to reply */
     /* --fault-injection only: */
     uint8_t *fault_resp; /* the answer being built (deferred listeners bring no buffer) */
     struct fault_delayer *fault_delayer;
@@ -82,6 +85,7 @@ struct server {
     time_t started;
     struct metrics_server *metrics; /* server.metrics; NULL when off */
     bool fault_injection;           /* --fault-injection */
+    struct server_options options;  /* command-line settings, kept across reloads */
     struct fault_rules *faults;     /* RCU-protected; NULL: no rules */
 };
 
@@ -167,7 +171,9 @@ static size_t worker_on_query(void *ctx, const uint8_t *query, size_t query_len,
 {
     struct worker *worker = ctx;
     struct answer_info info;
+    uint64_t received_ns = uv_hrtime();
     worker_bump(worker, over_tcp ? COUNTER_QUERIES_TCP : COUNTER_QUERIES_UDP);
+    metrics_qtypes_count_query(&worker->qtypes, query, query_len);
     urcu_memb_read_lock();
     const struct server_snapshot *snapshot = rcu_dereference(worker->server->snapshot);
     const struct answer_client client = {peer, (uint32_t)time(NULL)}; /* DNS cookies */
@@ -179,6 +185,8 @@ static size_t worker_on_query(void *ctx, const uint8_t *query, size_t query_len,
     worker_count_answer(worker, &info);
     if (log_queries_enabled())
         worker_log_query(query, query_len, peer, over_tcp, &info, len);
+    if (len > 0) /* the listener sends it as soon as this returns */
+        metrics_latency_observe_since(&worker->latency, received_ns);
     return len;
 }
 
@@ -188,7 +196,7 @@ static size_t worker_on_query(void *ctx, const uint8_t *query, size_t query_len,
  * nxdomain. Call inside the RCU read-side section that gave snapshot. */
 static size_t worker_fault_rewrite(struct worker *worker, const struct server_snapshot *snapshot,
                                    const struct fault_decision *decision, const uint8_t *query,
-                                   struct answer_info *info)
+                                   const struct sockaddr *peer, struct answer_info *info)
 {
     const struct wire_query *q = &decision->query;
     const struct zone *zone = zone_set_find(snapshot->zones, q->qname_lower, q->qname_len);
@@ -205,6 +213,17 @@ static size_t worker_fault_rewrite(struct worker *worker, const struct server_sn
     }
     size_t len = fault_write_response(decision, query, negative, snapshot->limits.edns_udp_size,
                                       worker->fault_resp, LIMIT_DNS_MESSAGE_MAX);
+    /* A failing server that does cookies still answers with one (RFC 7873 §5.2): without it a
+     * resolver that learnt our cookie would take the fault for a forgery. */
+    struct cookie cookie = {.present = false};
+    if (len > 0 && q->has_edns &&
+        cookie_parse_option(q->edns_options, q->edns_options_len, &cookie) == 0 && cookie.present) {
+        uint8_t option[COOKIE_OPTION_MAX];
+        size_t option_len =
+            cookie_server_option(&cookie, peer, (uint32_t)time(NULL), option, sizeof option);
+        len = cookie_append_to_response(worker->fault_resp, len, LIMIT_DNS_MESSAGE_MAX, option,
+                                        option_len);
+    }
     memset(info, 0, sizeof *info);
     info->outcome = ANSWER_SENT;
     info->rcode = len ? WIRE_RCODE(worker->fault_resp[3]) : WIRE_RCODE_NOERROR;
@@ -222,12 +241,14 @@ static void worker_on_query_faulty(void *ctx, const uint8_t *query, size_t query
     struct fault_decision decision;
     struct answer_info info;
     size_t len = 0;
+    uint64_t received_ns = uv_hrtime();
     worker_bump(worker, over_tcp ? COUNTER_QUERIES_TCP : COUNTER_QUERIES_UDP);
+    metrics_qtypes_count_query(&worker->qtypes, query, query_len);
     urcu_memb_read_lock();
     const struct server_snapshot *snapshot = rcu_dereference(worker->server->snapshot);
     fault_decide(rcu_dereference(worker->server->faults), query, query_len, over_tcp, &decision);
     if (decision.action == FAULT_ACTION_REWRITE)
-        len = worker_fault_rewrite(worker, snapshot, &decision, query, &info);
+        len = worker_fault_rewrite(worker, snapshot, &decision, query, peer, &info);
     else if (decision.action != FAULT_ACTION_DROP)
         len = answer_query_client(snapshot->zones, worker->server->health,
                                   &(struct answer_client){peer, (uint32_t)time(NULL)},
@@ -245,6 +266,8 @@ static void worker_on_query_faulty(void *ctx, const uint8_t *query, size_t query
     worker_count_answer(worker, &info);
     if (log_queries_enabled())
         worker_log_query(query, query_len, peer, over_tcp, &info, len);
+    if (len > 0 && decision.action != FAULT_ACTION_DELAY) /* a delayed one is not measured */
+        metrics_latency_observe_since(&worker->latency, received_ns);
     if (len == 0)
         listener_reply_drop(reply);
     else if (decision.action != FAULT_ACTION_DELAY)
@@ -428,6 +451,15 @@ static void server_collect_metrics(void *ctx, struct metrics_writer *w)
         COUNTER_FORMERR, COUNTER_NOTIMP,   COUNTER_BADVERS};
     static const char *const rcode_names[] = {"NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED",
                                               "FORMERR", "NOTIMP",   "BADVERS"};
+    struct metrics_qtypes qtypes = {0};
+    struct metrics_latency latency = {0};
+    for (unsigned i = 0; i < server->worker_count; i++) {
+        metrics_qtypes_add(&qtypes, &server->workers[i].qtypes);
+        metrics_latency_add(&latency, &server->workers[i].latency);
+    }
+    metrics_write_qtypes(w, "ballast_authd_queries_by_type_total", "Queries, by QTYPE.", &qtypes);
+    metrics_write_latency(w, "ballast_authd_query_duration_seconds",
+                          "Time from query receipt to reply.", &latency);
     metrics_family(w, "ballast_authd_answers_total", "counter", "Answers sent, by RCODE.");
     for (size_t i = 0; i < sizeof rcodes / sizeof rcodes[0]; i++) {
         char labels[48];
@@ -506,6 +538,17 @@ static bool server_listen_equal(const struct authd_config *a, const struct authd
     return true;
 }
 
+/* The log flags given on the command line win over the file's log settings. */
+static void server_apply_log_flags(const struct server_options *options, struct authd_config *cfg)
+{
+    if (options->has_log_level)
+        cfg->log_level = options->log_level;
+    if (options->has_log_format)
+        cfg->log_format = options->log_format;
+    if (options->has_log_target)
+        cfg->log_target = options->log_target;
+}
+
 /* Take the reloadable parts (zones, limits, log level) of next; listeners, workers, control
  * socket and pid file need a restart and stay as they are. next is consumed. */
 static void server_adopt_config(struct server *server, struct authd_config *next)
@@ -545,6 +588,7 @@ static void server_adopt_config(struct server *server, struct authd_config *next
     server->cfg = *next;
     authd_config_free(&kept);
     authd_config_init(next);
+    server_apply_log_flags(&server->options, &server->cfg);
     log_configure(server->cfg.log_level, server->cfg.log_format, server->cfg.log_target,
                   server->cfg.log_queries);
 }
@@ -738,7 +782,9 @@ int server_start(struct authd_config *cfg, struct zone_set *zones,
     snapshot->rrl = NULL;
     server->snapshot = snapshot;
     server->started = time(NULL);
-    server->fault_injection = process_options && process_options->fault_injection;
+    if (process_options)
+        server->options = *process_options;
+    server->fault_injection = server->options.fault_injection;
     if (server->fault_injection)
         log_warn("fault",
                  "action=enabled reason=\"--fault-injection: answers can be faulted on command\"");

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 
 #include "authd_config.h"
+#include "log.h"
 #include "zone.h"
 
 struct server;
@@ -14,6 +15,12 @@ struct server;
 /* Command-line only settings, fixed for the life of the process (a reload keeps them). */
 struct server_options {
     bool fault_injection; /* --fault-injection: accept "fault" commands (common/fault.h) */
+    /* --log-level, --log-format, --log-target: each one given wins over the config file's
+     * value at start and on every reload (docs/authd.md, Reload). */
+    bool has_log_level, has_log_format, has_log_target;
+    enum log_level log_level;
+    enum log_format log_format;
+    enum log_target log_target;
 };
 
 /* Bind every listener and start the workers. Takes ownership of cfg (moved; the caller's struct

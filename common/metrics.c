@@ -1,7 +1,8 @@
 /* Prometheus metrics endpoint (see metrics.h): accept, read the request head, answer
  * `GET /metrics` with the collected text (anything else 404), close. Bounded: at most
  * METRICS_MAX_CONNECTIONS at once, request heads up to METRICS_REQUEST_MAX bytes, and each
- * connection closed after METRICS_CONNECTION_TIMEOUT_MS. */
+ * connection closed after METRICS_CONNECTION_TIMEOUT_MS. Also the per-worker query-type counts
+ * and latency histograms both daemons keep, and their text. */
 #include "metrics.h"
 
 #include <stdarg.h>
@@ -92,6 +93,122 @@ void metrics_single(struct metrics_writer *w, const char *name, const char *type
 {
     metrics_family(w, name, type, help);
     metrics_sample(w, name, NULL, value);
+}
+
+/* --- queries by QTYPE --------------------------------------------------------------------- */
+
+/* The types with their own label: the common ones (RFC 1035, 3596, 2782, 3403, 4034, 8659,
+ * 9460) and ANY; METRICS_QTYPE_SLOTS - 1 of them, the last slot is "other". */
+static const struct {
+    uint16_t type;
+    const char *name;
+} metrics_qtype_names[METRICS_QTYPE_SLOTS - 1] = {
+    {1, "A"},     {2, "NS"},      {5, "CNAME"}, {6, "SOA"},    {12, "PTR"},  {15, "MX"},
+    {16, "TXT"},  {28, "AAAA"},   {33, "SRV"},  {35, "NAPTR"}, {43, "DS"},   {46, "RRSIG"},
+    {47, "NSEC"}, {48, "DNSKEY"}, {64, "SVCB"}, {65, "HTTPS"}, {255, "ANY"}, {257, "CAA"},
+};
+
+static size_t metrics_qtype_slot(uint16_t qtype)
+{
+    for (size_t i = 0; i < METRICS_QTYPE_SLOTS - 1; i++)
+        if (metrics_qtype_names[i].type == qtype)
+            return i;
+    return METRICS_QTYPE_SLOTS - 1;
+}
+
+/* Single writer: a relaxed load-add-store, no locked instruction (as the daemons' counters). */
+static inline void metrics_bump(uint64_t *counter, uint64_t by)
+{
+    __atomic_store_n(counter, *counter + by, __ATOMIC_RELAXED);
+}
+
+void metrics_qtypes_count(struct metrics_qtypes *qtypes, uint16_t qtype)
+{
+    metrics_bump(&qtypes->counts[metrics_qtype_slot(qtype)], 1);
+}
+
+/* RFC 1035 §4.1.1-4.1.2: a 12-byte header, then QNAME as uncompressed labels and QTYPE. */
+void metrics_qtypes_count_query(struct metrics_qtypes *qtypes, const uint8_t *query, size_t len)
+{
+    if (len < 12 || (query[2] & 0x80) != 0 || (query[4] == 0 && query[5] == 0))
+        return;
+    size_t at = 12;
+    while (at < len && query[at] != 0) {
+        if ((query[at] & 0xC0) != 0)
+            return; /* compression in a question: malformed, counted as dropped elsewhere */
+        at += (size_t)query[at] + 1;
+    }
+    if (at + 3 > len)
+        return;
+    metrics_qtypes_count(qtypes, (uint16_t)(query[at + 1] << 8 | query[at + 2]));
+}
+
+void metrics_qtypes_add(struct metrics_qtypes *sum, const struct metrics_qtypes *worker)
+{
+    for (size_t i = 0; i < METRICS_QTYPE_SLOTS; i++)
+        sum->counts[i] += __atomic_load_n(&worker->counts[i], __ATOMIC_RELAXED);
+}
+
+void metrics_write_qtypes(struct metrics_writer *w, const char *name, const char *help,
+                          const struct metrics_qtypes *qtypes)
+{
+    metrics_family(w, name, "counter", help);
+    char labels[32];
+    for (size_t i = 0; i < METRICS_QTYPE_SLOTS; i++) {
+        snprintf(labels, sizeof labels, "type=\"%s\"",
+                 i < METRICS_QTYPE_SLOTS - 1 ? metrics_qtype_names[i].name : "other");
+        metrics_sample(w, name, labels, qtypes->counts[i]);
+    }
+}
+
+/* --- latency histogram -------------------------------------------------------------------- */
+
+const uint64_t metrics_latency_bounds_us[METRICS_LATENCY_BUCKETS] = {
+    500,    1000,   2500,   5000,    10000,   25000,   50000,
+    100000, 250000, 500000, 1000000, 2000000, 3000000, 5000000,
+};
+
+void metrics_latency_observe(struct metrics_latency *latency, uint64_t micros)
+{
+    size_t i = 0;
+    while (i < METRICS_LATENCY_BUCKETS && micros > metrics_latency_bounds_us[i])
+        i++;
+    metrics_bump(&latency->buckets[i], 1);
+    metrics_bump(&latency->sum_us, micros);
+}
+
+void metrics_latency_observe_since(struct metrics_latency *latency, uint64_t start_ns)
+{
+    uint64_t now = uv_hrtime();
+    metrics_latency_observe(latency, now > start_ns ? (now - start_ns) / 1000 : 0);
+}
+
+void metrics_latency_add(struct metrics_latency *sum, const struct metrics_latency *worker)
+{
+    for (size_t i = 0; i <= METRICS_LATENCY_BUCKETS; i++)
+        sum->buckets[i] += __atomic_load_n(&worker->buckets[i], __ATOMIC_RELAXED);
+    sum->sum_us += __atomic_load_n(&worker->sum_us, __ATOMIC_RELAXED);
+}
+
+void metrics_write_latency(struct metrics_writer *w, const char *name, const char *help,
+                           const struct metrics_latency *latency)
+{
+    metrics_family(w, name, "histogram", help);
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i <= METRICS_LATENCY_BUCKETS; i++) {
+        cumulative += latency->buckets[i];
+        if (i < METRICS_LATENCY_BUCKETS) {
+            uint64_t us = metrics_latency_bounds_us[i];
+            metrics_printf(w, "%s_bucket{le=\"%g\"} %llu\n", name, (double)us / 1e6,
+                           (unsigned long long)cumulative);
+        } else {
+            metrics_printf(w, "%s_bucket{le=\"+Inf\"} %llu\n", name,
+                           (unsigned long long)cumulative);
+        }
+    }
+    metrics_printf(w, "%s_sum %llu.%06llu\n", name, (unsigned long long)(latency->sum_us / 1000000),
+                   (unsigned long long)(latency->sum_us % 1000000));
+    metrics_printf(w, "%s_count %llu\n", name, (unsigned long long)cumulative);
 }
 
 char *metrics_render(metrics_collect_fn collect, void *ctx)

@@ -1,6 +1,6 @@
 /* Prometheus metrics endpoint of a daemon: a small HTTP/1.0 server on a libuv loop answering
- * `GET /metrics` with the text exposition format (version 0.0.4), and the writer the daemon's
- * collect callback fills. Off unless the daemon's config names an address. */
+ * `GET /metrics` with the text exposition format (version 0.0.4), the writer the daemon's
+ * collect callback fills, and the per-worker QTYPE counts and latency histograms it sums. */
 #ifndef BALLAST_METRICS_H
 #define BALLAST_METRICS_H
 
@@ -17,7 +17,8 @@
 /* The text being built for one scrape (growable; owned by the metrics server). */
 struct metrics_writer;
 
-/* Start a metric family: "# HELP" and "# TYPE" lines. type is "counter" or "gauge". name is
+/* Start a metric family: "# HELP" and "# TYPE" lines. type is "counter", "gauge" or "histogram"
+ * (metrics_write_latency writes whole histograms). name is
  * the full metric name (e.g. "ballast_resolver_queries_total"). */
 void metrics_family(struct metrics_writer *w, const char *name, const char *type, const char *help);
 /* One sample of the current family: labels is NULL or the inside of the braces, already escaped
@@ -26,6 +27,50 @@ void metrics_sample(struct metrics_writer *w, const char *name, const char *labe
 /* A family with a single unlabelled sample. */
 void metrics_single(struct metrics_writer *w, const char *name, const char *type, const char *help,
                     uint64_t value);
+
+/* --- queries by QTYPE --------------------------------------------------------------------- */
+
+/* The types counted under their own label (metrics.c holds the list); every other type is
+ * counted as type="other", so the family has at most METRICS_QTYPE_SLOTS samples. */
+#define METRICS_QTYPE_SLOTS 19 /* 18 named types + "other" */
+
+/* One worker's counts (single writer, read by the scraping thread with relaxed loads). */
+struct metrics_qtypes {
+    uint64_t counts[METRICS_QTYPE_SLOTS];
+};
+
+/* Count one query of type qtype (writer thread only). */
+void metrics_qtypes_count(struct metrics_qtypes *qtypes, uint16_t qtype);
+/* Count the QTYPE of a raw query: the first question of a QR=0 message with QDCOUNT >= 1 and a
+ * readable question; anything else is not counted. */
+void metrics_qtypes_count_query(struct metrics_qtypes *qtypes, const uint8_t *query, size_t len);
+/* sum += one worker's counts (relaxed loads). */
+void metrics_qtypes_add(struct metrics_qtypes *sum, const struct metrics_qtypes *worker);
+/* A counter family with one sample per slot, labelled type="A" ... type="other". */
+void metrics_write_qtypes(struct metrics_writer *w, const char *name, const char *help,
+                          const struct metrics_qtypes *qtypes);
+
+/* --- latency histogram -------------------------------------------------------------------- */
+
+/* Upper bounds of the buckets, in microseconds: 0.0005 s ... 5 s (and +Inf). */
+#define METRICS_LATENCY_BUCKETS 14
+extern const uint64_t metrics_latency_bounds_us[METRICS_LATENCY_BUCKETS];
+
+/* One worker's histogram (single writer, relaxed loads to read). Buckets are not cumulative
+ * here (the +Inf one is the last slot); metrics_write_latency makes them cumulative. */
+struct metrics_latency {
+    uint64_t buckets[METRICS_LATENCY_BUCKETS + 1];
+    uint64_t sum_us;
+};
+
+/* Observe one duration in microseconds (writer thread only). */
+void metrics_latency_observe(struct metrics_latency *latency, uint64_t micros);
+/* Observe the time since start_ns (a uv_hrtime() value). */
+void metrics_latency_observe_since(struct metrics_latency *latency, uint64_t start_ns);
+void metrics_latency_add(struct metrics_latency *sum, const struct metrics_latency *worker);
+/* A histogram family: name_bucket{le="..."} (cumulative), name_sum (seconds), name_count. */
+void metrics_write_latency(struct metrics_writer *w, const char *name, const char *help,
+                           const struct metrics_latency *latency);
 
 /* Called on the loop thread for every scrape; writes every metric. */
 typedef void (*metrics_collect_fn)(void *ctx, struct metrics_writer *w);

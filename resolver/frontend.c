@@ -39,6 +39,9 @@ struct frontend {
     uint32_t pending;             /* resolutions running (client or background) */
     uint32_t refreshing;          /* of which background refreshes and prefetches */
     uint64_t counters[FRONTEND_COUNTER_COUNT];
+    struct metrics_qtypes qtypes;
+    struct metrics_latency latency; /* receipt to reply sent */
+    uint64_t received_ns;           /* uv_hrtime() when frontend_on_query got the query */
     uint8_t resp[LIMIT_DNS_MESSAGE_MAX];
     const struct sockaddr *peer; /* client of the query frontend_on_query is reading (query log) */
     bool closing;
@@ -67,6 +70,7 @@ struct client_query {
     struct client_query *prev, *next;
     enum client_phase phase;
     uint64_t started_ms;
+    uint64_t received_ns; /* for the latency histogram */
     bool over_tcp;
     bool running;      /* counted in frontend->pending */
     bool refreshing;   /* counted in frontend->refreshing */
@@ -134,6 +138,13 @@ void frontend_outbound_stats(const struct frontend *frontend, struct outbound_st
     outbound_get_stats(frontend->outbound, out);
 }
 
+void frontend_add_metrics(const struct frontend *frontend, struct metrics_qtypes *qtypes,
+                          struct metrics_latency *latency)
+{
+    metrics_qtypes_add(qtypes, &frontend->qtypes);
+    metrics_latency_add(latency, &frontend->latency);
+}
+
 static void frontend_count_rcode(struct frontend *frontend, uint16_t rcode)
 {
     switch (rcode) {
@@ -175,7 +186,10 @@ static int frontend_transport_send(void *io, const struct iter_send *q, iter_sen
         .tcp = false,
         .timeout_ms = q->timeout_ms ? q->timeout_ms : 1,
     };
-    return outbound_send(frontend->outbound, &oq, done, ctx, (struct outbound_request **)handle);
+    int rc = outbound_send(frontend->outbound, &oq, done, ctx, (struct outbound_request **)handle);
+    if (rc == 0)
+        infra_count_query(frontend->shared.infra, q->server);
+    return rc;
 }
 
 static void frontend_transport_cancel(void *io, void *handle)
@@ -227,10 +241,13 @@ static void client_query_reply(struct client_query *cq, const uint8_t *resp, siz
     if (cq->reply && log_queries_enabled())
         client_query_log(cq, resp, resp_len);
     if (cq->reply) {
-        if (resp_len > 0)
+        if (resp_len > 0) {
+            /* observed first: a client that has its answer finds it counted in the histogram */
+            metrics_latency_observe_since(&frontend->latency, cq->received_ns);
             listener_reply_send(cq->reply, resp, resp_len);
-        else
+        } else {
             listener_reply_drop(cq->reply);
+        }
         cq->reply = NULL;
     }
 }
@@ -403,10 +420,12 @@ static void frontend_answer_error(struct frontend *frontend, const uint8_t *quer
     if (len > 0 && log_queries_enabled())
         frontend_log_query(frontend->peer, listener_reply_is_tcp(reply), query, q->question_end,
                            rcode, "none", 0);
-    if (len > 0)
+    if (len > 0) {
+        metrics_latency_observe_since(&frontend->latency, frontend->received_ns);
         listener_reply_send(reply, frontend->resp, len);
-    else
+    } else {
         listener_reply_drop(reply);
+    }
 }
 
 /* A new client_query (or background refresh when reply is NULL and query NULL) holding the
@@ -437,6 +456,7 @@ static struct client_query *client_query_new(struct frontend *frontend,
     cq->q = *q;
     cq->q.edns_options = NULL; /* pointed into the listener's buffer */
     cq->started_ms = uv_now(frontend->loop);
+    cq->received_ns = frontend->received_ns;
     cq->env = (struct iter_env){
         .cache = frontend->shared.cache,
         .infra = frontend->shared.infra,
@@ -613,6 +633,7 @@ static void frontend_on_query(void *ctx, const uint8_t *query, size_t query_len,
 {
     struct frontend *frontend = ctx;
     frontend->peer = peer;
+    frontend->received_ns = uv_hrtime();
     frontend_bump(frontend, over_tcp ? FRONTEND_QUERIES_TCP : FRONTEND_QUERIES);
     if (frontend->closing) {
         listener_reply_drop(reply);
@@ -626,6 +647,8 @@ static void frontend_on_query(void *ctx, const uint8_t *query, size_t query_len,
         listener_reply_drop(reply);
         return;
     }
+    if (rc == 0)
+        metrics_qtypes_count(&frontend->qtypes, q.qtype);
     if (rc == 0 && q.has_edns) /* RFC 7873 §5.2.2: a malformed COOKIE option is FORMERR */
         rc = cookie_parse_option(q.edns_options, q.edns_options_len, &cookie);
     struct frontend_snapshot *snapshot = frontend_snapshot_acquire(frontend);

@@ -11,6 +11,7 @@
 #include "cache.h"
 #include "infra.h"
 #include "iterate.h"
+#include "metrics.h"
 #include "outbound.h"
 #include "resolver_config.h"
 #include "stale.h"
@@ -78,5 +79,9 @@ int frontend_open(uv_loop_t *loop, const struct frontend_shared *shared, struct 
 void frontend_close(struct frontend *frontend);
 uint64_t frontend_counter(const struct frontend *frontend, enum frontend_counter counter);
 void frontend_outbound_stats(const struct frontend *frontend, struct outbound_stats *out);
+/* Add this worker's queries by QTYPE and answer latency histogram (receipt to reply sent,
+ * whatever the source: cache, stale, resolved, error) to the sums (relaxed loads). */
+void frontend_add_metrics(const struct frontend *frontend, struct metrics_qtypes *qtypes,
+                          struct metrics_latency *latency);
 
 #endif

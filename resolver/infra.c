@@ -49,8 +49,21 @@ struct infra_shard {
     size_t max;
 };
 
+/* Per-server counters (infra_count_query): state goes FREE -> CLAIMED (key being written) ->
+ * READY, never back, so readers need no lock. */
+enum { INFRA_SLOT_FREE, INFRA_SLOT_CLAIMED, INFRA_SLOT_READY };
+struct infra_counter_slot {
+    uint32_t state;
+    struct infra_key key;
+    struct addr server;
+    uint64_t queries;
+    uint64_t timeouts;
+};
+
 struct infra {
     struct infra_config config;
+    struct infra_counter_slot counted[INFRA_COUNTED_SERVERS];
+    struct infra_counter_slot other; /* servers past INFRA_COUNTED_SERVERS */
     uint8_t hash_key[crypto_shorthash_KEYBYTES];
     size_t shard_count;
     struct infra_shard shards[];
@@ -411,11 +424,80 @@ int infra_report_rtt(struct infra *infra, const struct addr *server, uint32_t rt
     return e != NULL ? BALLAST_OK : BALLAST_ENOMEM;
 }
 
+/* --- per-server counters ------------------------------------------------------------------ */
+
+/* The slot counting server: its own (claimed on first sight) or "other" when all are taken. */
+static struct infra_counter_slot *infra_counter_slot(struct infra *infra, const struct addr *server)
+{
+    struct infra_key key;
+    infra_key_make(server, &key);
+    for (size_t i = 0; i < INFRA_COUNTED_SERVERS; i++) {
+        struct infra_counter_slot *slot = &infra->counted[i];
+        uint32_t state = __atomic_load_n(&slot->state, __ATOMIC_ACQUIRE);
+        if (state == INFRA_SLOT_FREE) {
+            uint32_t expected = INFRA_SLOT_FREE;
+            if (__atomic_compare_exchange_n(&slot->state, &expected, INFRA_SLOT_CLAIMED, false,
+                                            __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+                slot->key = key;
+                slot->server = *server;
+                __atomic_store_n(&slot->state, INFRA_SLOT_READY, __ATOMIC_RELEASE);
+                return slot;
+            }
+            state = expected;
+        }
+        while (state == INFRA_SLOT_CLAIMED) /* another thread is writing the key: a few stores */
+            state = __atomic_load_n(&slot->state, __ATOMIC_ACQUIRE);
+        if (memcmp(&slot->key, &key, sizeof key) == 0)
+            return slot;
+    }
+    return &infra->other;
+}
+
+void infra_count_query(struct infra *infra, const struct addr *server)
+{
+    __atomic_fetch_add(&infra_counter_slot(infra, server)->queries, 1, __ATOMIC_RELAXED);
+}
+
+static void infra_count_timeout(struct infra *infra, const struct addr *server)
+{
+    __atomic_fetch_add(&infra_counter_slot(infra, server)->timeouts, 1, __ATOMIC_RELAXED);
+}
+
+size_t infra_get_counters(struct infra *infra, struct infra_server_counters *out, size_t cap,
+                          struct infra_server_counters *other)
+{
+    struct infra_server_counters rest = {
+        .queries = __atomic_load_n(&infra->other.queries, __ATOMIC_RELAXED),
+        .timeouts = __atomic_load_n(&infra->other.timeouts, __ATOMIC_RELAXED),
+    };
+    size_t n = 0;
+    for (size_t i = 0; i < INFRA_COUNTED_SERVERS; i++) {
+        struct infra_counter_slot *slot = &infra->counted[i];
+        if (__atomic_load_n(&slot->state, __ATOMIC_ACQUIRE) != INFRA_SLOT_READY)
+            break;
+        struct infra_server_counters c = {
+            .server = slot->server,
+            .queries = __atomic_load_n(&slot->queries, __ATOMIC_RELAXED),
+            .timeouts = __atomic_load_n(&slot->timeouts, __ATOMIC_RELAXED),
+        };
+        if (n < cap) {
+            out[n++] = c;
+        } else {
+            rest.queries += c.queries;
+            rest.timeouts += c.timeouts;
+        }
+    }
+    if (other)
+        *other = rest;
+    return n;
+}
+
 int infra_report_timeout(struct infra *infra, const struct addr *server, uint32_t sent_rto_ms,
                          uint64_t now_ms)
 {
     struct infra_key key;
     uint64_t hash;
+    infra_count_timeout(infra, server);
     struct infra_shard *shard = infra_lock_shard(infra, server, &key, &hash);
     struct infra_entry *e = infra_shard_get(&infra->config, shard, &key, hash, now_ms);
     if (e != NULL) {

@@ -123,4 +123,26 @@ void infra_get(struct infra *infra, const struct addr *server, uint64_t now_ms,
 /* Number of servers currently remembered. */
 size_t infra_count(struct infra *infra);
 
+/* Per-server upstream counters for metrics (docs/resolver.md, Metrics). Unlike the state above
+ * they are never evicted: the first INFRA_COUNTED_SERVERS servers seen since start get their own
+ * counters, every later one is added to "other". First come keeps each series monotonic, as a
+ * Prometheus counter must be (a top-N chosen at scrape time would move counts between series);
+ * the first servers an iterating resolver meets are the roots and TLDs, a forwarding one has
+ * only a few. The cap bounds the label cardinality. */
+#define INFRA_COUNTED_SERVERS 32u
+
+struct infra_server_counters {
+    struct addr server; /* unset in "other" */
+    uint64_t queries;   /* queries sent (infra_count_query) */
+    uint64_t timeouts;  /* infra_report_timeout calls */
+};
+
+/* One query was sent to server. Lock-free (atomic adds; the slot of a new server is claimed
+ * with a compare-and-swap). */
+void infra_count_query(struct infra *infra, const struct addr *server);
+/* Copy the counted servers into out[0..cap) in the order they were first seen and return how
+ * many; other (may be NULL) gets the servers past the cap, and any counted server past cap. */
+size_t infra_get_counters(struct infra *infra, struct infra_server_counters *out, size_t cap,
+                          struct infra_server_counters *other);
+
 #endif

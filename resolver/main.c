@@ -68,6 +68,8 @@ enum resolver_option {
     OPT_PID_FILE,
     OPT_NO_QMIN,
     OPT_NO_SERVE_STALE,
+    OPT_USER,
+    OPT_ALLOW_ROOT,
 };
 
 static void resolver_usage(FILE *out)
@@ -91,6 +93,9 @@ static void resolver_usage(FILE *out)
           "      --log-format FORMAT      text (key=value) or json (one object per line)\n"
           "      --log-target TARGET      stderr or syslog (facility daemon)\n"
           "      --pid-file PATH          write the process id to PATH\n"
+          "      --user USER[:GROUP]      after binding, run as USER (overrides server.user)\n"
+          "      --allow-root             keep running as root when no user is set (or set\n"
+          "                               BALLAST_ALLOW_ROOT=1)\n"
           "  -V, --version                print the version\n"
           "  -h, --help                   this help\n",
           out);
@@ -138,6 +143,8 @@ static int resolver_apply_flag(struct resolver_config *cfg, int opt, const char 
         return 0;
     case OPT_PID_FILE:
         return resolver_config_set_pid_file(cfg, arg, err);
+    case OPT_USER:
+        return resolver_config_set_user(cfg, arg, err);
     default:
         return BALLAST_EINVAL;
     }
@@ -160,6 +167,8 @@ static const struct option resolver_options[] = {
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"log-target", required_argument, NULL, OPT_LOG_TARGET},
     {"pid-file", required_argument, NULL, OPT_PID_FILE},
+    {"user", required_argument, NULL, OPT_USER},
+    {"allow-root", no_argument, NULL, OPT_ALLOW_ROOT},
     {"version", no_argument, NULL, 'V'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -176,7 +185,7 @@ static int resolver_build_config(const char *config_file, int argc, char **argv,
     optind = 1;
     int opt;
     while ((opt = getopt_long(argc, argv, "c:Vh", resolver_options, NULL)) != -1) {
-        if (opt == 'c' || opt == OPT_CHECK)
+        if (opt == 'c' || opt == OPT_CHECK || opt == OPT_ALLOW_ROOT)
             continue;
         rc = resolver_apply_flag(cfg, opt, optarg, err);
         if (rc != 0)
@@ -257,6 +266,17 @@ static uint64_t resolver_stale_retention_ms(const struct resolver_config *cfg)
 static int resolver_argc;
 static char **resolver_argv;
 
+static bool resolver_listen_equal(const struct resolver_config *a, const struct resolver_config *b)
+{
+    if (a->listen_count != b->listen_count)
+        return false;
+    for (size_t i = 0; i < a->listen_count; i++)
+        if (a->listen[i].len != b->listen[i].len ||
+            memcmp(&a->listen[i].ss, &b->listen[i].ss, a->listen[i].len) != 0)
+            return false;
+    return true;
+}
+
 /* Staged: the new config and hints are read and checked completely, then published in one
  * pointer swap. Queries in flight finish with the config they started with. Listen addresses
  * and worker count need a restart. */
@@ -272,10 +292,16 @@ static int resolver_reload(struct resolver *r, struct control_reply *reply)
             control_reply_printf(reply, "reload refused, still serving: %s\n", text);
         return BALLAST_EINVAL;
     }
-    if (fresh->cfg.listen_count != r->snapshot->cfg.listen_count ||
+    /* Listeners are never re-bound on reload (after the privilege drop port 53 could not be):
+     * the old ones keep serving and the change waits for a restart. */
+    if (!resolver_listen_equal(&fresh->cfg, &r->snapshot->cfg) ||
         fresh->cfg.workers != r->snapshot->cfg.workers)
         log_warn("reload_restart_needed",
-                 "reason=\"listen addresses or worker count changed; restart to apply\"");
+                 "reason=\"listen addresses or worker count changed; restart to apply (the "
+                 "current listeners keep serving)\"");
+    if ((fresh->cfg.user == NULL) != (r->snapshot->cfg.user == NULL) ||
+        (fresh->cfg.user && strcmp(fresh->cfg.user, r->snapshot->cfg.user) != 0))
+        log_warn("reload_restart_needed", "reason=\"server.user changed; restart to apply\"");
     log_configure(fresh->cfg.log_level, fresh->cfg.log_format, fresh->cfg.log_target,
                   fresh->cfg.log_queries);
     cache_set_stale_retention(r->cache, resolver_stale_retention_ms(&fresh->cfg));
@@ -378,11 +404,60 @@ static void resolver_metric_labelled(struct resolver *r, struct metrics_writer *
     }
 }
 
+/* Queries by QTYPE and the answer latency histogram, summed over the workers. */
+static void resolver_collect_query_metrics(struct resolver *r, struct metrics_writer *w)
+{
+    struct metrics_qtypes qtypes = {0};
+    struct metrics_latency latency = {0};
+    for (unsigned i = 0; i < r->worker_count; i++)
+        if (r->frontends[i])
+            frontend_add_metrics(r->frontends[i], &qtypes, &latency);
+    metrics_write_qtypes(w, "ballast_resolver_queries_by_type_total", "Client queries, by QTYPE.",
+                         &qtypes);
+    metrics_write_latency(w, "ballast_resolver_query_duration_seconds",
+                          "Time from query receipt to reply sent (cache, stale, resolved, error).",
+                          &latency);
+}
+
+/* The server label of an upstream: its address, with @PORT unless the port is 53. */
+static void resolver_server_label(const struct addr *server, char *text, size_t len)
+{
+    const struct sockaddr *sa = (const struct sockaddr *)&server->ss;
+    addr_format(sa, text, len);
+    char *port = strrchr(text, '@');
+    if (port && addr_port(sa) == 53)
+        *port = '\0';
+}
+
+/* Upstream queries and timeouts per server: the first INFRA_COUNTED_SERVERS servers by label,
+ * the rest as server="other" (resolver/infra.h). */
+static void resolver_collect_server_metrics(struct resolver *r, struct metrics_writer *w)
+{
+    struct infra_server_counters counted[INFRA_COUNTED_SERVERS], other;
+    size_t n = infra_get_counters(r->infra, counted, INFRA_COUNTED_SERVERS, &other);
+    static const char *const names[] = {"ballast_resolver_upstream_server_queries_total",
+                                        "ballast_resolver_upstream_server_timeouts_total"};
+    static const char *const helps[] = {"Queries sent upstream, by server.",
+                                        "Upstream queries that timed out, by server."};
+    for (size_t f = 0; f < 2; f++) {
+        metrics_family(w, names[f], "counter", helps[f]);
+        for (size_t i = 0; i <= n; i++) {
+            const struct infra_server_counters *c = i < n ? &counted[i] : &other;
+            char text[64] = "other", labels[96];
+            if (i < n)
+                resolver_server_label(&c->server, text, sizeof text);
+            snprintf(labels, sizeof labels, "server=\"%s\"", text);
+            metrics_sample(w, names[f], labels, f == 0 ? c->queries : c->timeouts);
+        }
+    }
+}
+
 /* docs/operations.md lists these; names follow the Prometheus conventions (unit suffixes,
  * _total for counters, labels for the dimension). */
 static void resolver_collect_metrics(void *ctx, struct metrics_writer *w)
 {
     struct resolver *r = ctx;
+    resolver_collect_query_metrics(r, w);
     static const enum frontend_counter transports[] = {FRONTEND_QUERIES, FRONTEND_QUERIES_TCP};
     static const char *const transport_names[] = {"udp", "tcp"};
     resolver_metric_labelled(r, w, "ballast_resolver_queries_total", "Client queries received.",
@@ -436,7 +511,14 @@ static void resolver_collect_metrics(void *ctx, struct metrics_writer *w)
         total.timeouts += s.timeouts;
         total.errors += s.errors;
         total.coalesced += s.coalesced;
+        total.bad_cookie += s.bad_cookie;
     }
+    metrics_single(
+        w, "ballast_resolver_upstream_bad_cookie_total", "counter",
+        "Upstream responses not taken for their cookie: another client cookie, or none from a "
+        "server that gave us one (then asked again over TCP).",
+        total.bad_cookie);
+    resolver_collect_server_metrics(r, w);
     metrics_family(w, "ballast_resolver_upstream_queries_total", "counter",
                    "Queries sent to authorities and forwarders.");
     metrics_sample(w, "ballast_resolver_upstream_queries_total", "transport=\"udp\"",
@@ -716,6 +798,21 @@ static int resolver_start(struct resolver *r, char *err_text, size_t err_len)
     return rc;
 }
 
+/* Drop to the configured user, then check that what later work needs is still reachable: the
+ * config file and root hints for reloads, the snapshot directory for cache snapshots. */
+static int resolver_drop_privileges(struct resolver *r, const struct daemon_identity *identity,
+                                    char *err_text, size_t err_len)
+{
+    const struct resolver_config *cfg = &r->snapshot->cfg;
+    int rc = daemon_drop_privileges(identity, cfg->control_path, err_text, err_len);
+    if (rc != 0 || !identity->drop)
+        return rc;
+    daemon_check_access("the configuration file", r->config_file, false);
+    daemon_check_access("the root hints", cfg->resolution.root_hints, false);
+    daemon_check_access("the cache snapshot directory", cfg->cache.snapshot_file, true);
+    return BALLAST_OK;
+}
+
 static void resolver_shutdown(struct resolver *r, bool clean)
 {
     if (r->metrics) {
@@ -748,6 +845,7 @@ int main(int argc, char **argv)
 {
     const char *config_file = NULL;
     bool check = false;
+    bool allow_root = daemon_allow_root_from_env();
     int opt;
     opterr = 1;
     while ((opt = getopt_long(argc, argv, "c:Vh", resolver_options, NULL)) != -1) {
@@ -757,6 +855,9 @@ int main(int argc, char **argv)
             break;
         case OPT_CHECK:
             check = true;
+            break;
+        case OPT_ALLOW_ROOT:
+            allow_root = true;
             break;
         case 'V':
             printf("ballast-resolver %s\n", RESOLVER_VERSION);
@@ -802,10 +903,25 @@ int main(int argc, char **argv)
     log_set_ident("ballast-resolver");
     log_configure(r.snapshot->cfg.log_level, r.snapshot->cfg.log_format, r.snapshot->cfg.log_target,
                   r.snapshot->cfg.log_queries);
+    /* Before anything is bound: an unknown user, or root without a user, stops here. */
+    struct daemon_identity identity;
+    int prepared =
+        daemon_privileges_prepare(r.snapshot->cfg.user, allow_root, &identity, text, sizeof text);
+    if (prepared != 0) {
+        log_error("startup_failed", "reason=\"%s\"", text);
+        fprintf(stderr, "error: %s\n", text);
+        frontend_snapshot_release(r.snapshot);
+        free(r.config_file);
+        return RESOLVER_EXIT_FAILURE;
+    }
     urcu_memb_register_thread();
     r.started = time(NULL);
     int status = 0;
-    if (resolver_start(&r, text, sizeof text) != 0) {
+    /* resolver_start binds every listener (the worker threads start with their sockets open),
+     * opens the control socket and metrics listener and writes the pid file; then the drop. The
+     * workers already run: glibc's setuid() changes every thread of the process. */
+    if (resolver_start(&r, text, sizeof text) != 0 ||
+        resolver_drop_privileges(&r, &identity, text, sizeof text) != 0) {
         log_error("startup_failed", "reason=\"%s\"", text);
         fprintf(stderr, "error: %s\n", text);
         status = RESOLVER_EXIT_FAILURE;

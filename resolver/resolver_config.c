@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon.h"
 #include "errors.h"
 
 #define RESOLVER_COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -70,9 +71,9 @@ static const char *const resolver_top_keys[] = {
     "server",  "access-control", "resolution", "cache",         "serve-stale",
     "forward", "stub",           "limits",     "client-limits", NULL};
 /* Keys of each section read by hand rather than from resolver_key_specs. */
-static const char *const resolver_server_extra_keys[] = {"listen",     "log-level",   "log-format",
-                                                         "log-target", "log-queries", "control",
-                                                         "pid-file",   "metrics",     NULL};
+static const char *const resolver_server_extra_keys[] = {
+    "listen",  "log-level", "log-format", "log-target", "log-queries",
+    "control", "pid-file",  "metrics",    "user",       NULL};
 static const char *const resolver_resolution_extra_keys[] = {"root-hints", NULL};
 static const char *const resolver_cache_extra_keys[] = {"snapshot-file", NULL};
 static const char *const resolver_stale_extra_keys[] = {"critical-suffixes", NULL};
@@ -136,6 +137,7 @@ void resolver_config_free(struct resolver_config *cfg)
         free(cfg->listen_text[i]);
     free(cfg->control_path);
     free(cfg->pid_file);
+    free(cfg->user);
     free(cfg->resolution.root_hints);
     free(cfg->cache.snapshot_file);
     free(cfg->stale.critical);
@@ -399,6 +401,15 @@ int resolver_config_set_pid_file(struct resolver_config *cfg, const char *path,
     return resolver_set_string(&cfg->pid_file, "--pid-file", path, err);
 }
 
+int resolver_config_set_user(struct resolver_config *cfg, const char *spec,
+                             struct config_error *err)
+{
+    char reason[256];
+    if (daemon_user_check(spec, reason, sizeof reason) != 0)
+        return config_fail_or_cmdline(err, NULL, "--%s", reason);
+    return resolver_set_string(&cfg->user, "--user", spec, err);
+}
+
 /* ---- reading the YAML tree ---- */
 
 /* Check a map section's keys (its specs plus extras) and read every spec key present.
@@ -438,6 +449,17 @@ static int resolver_read_server(struct resolver_config *cfg, const struct config
             return config_fail(err, node, "metrics: invalid address '%s' (expected ADDR[@PORT])",
                                text);
         cfg->has_metrics = true;
+    }
+    if (rc == 0)
+        rc = config_get_text(server, "user", &node, &text, err);
+    if (rc == 0 && text != NULL) {
+        char reason[256];
+        if (daemon_user_check(text, reason, sizeof reason) != 0)
+            return config_fail(err, node, "%s", reason);
+        free(cfg->user);
+        cfg->user = strdup(text);
+        if (cfg->user == NULL)
+            return config_nomem(err, node);
     }
     return rc;
 }

@@ -129,6 +129,7 @@ struct resolver_config {
     bool log_queries;           /* server.log-queries: one info line per answer; off by default */
     char *control_path;         /* Unix control socket; NULL = none */
     char *pid_file;             /* NULL = none */
+    char *user;                 /* server.user / --user: "USER[:GROUP]" to drop to; NULL = none */
     bool has_metrics;           /* server.metrics: the Prometheus endpoint (off by default) */
     struct addr metrics;
     struct acl acl; /* the defaults (acl_defaults) unless access-control is given */
@@ -179,6 +180,9 @@ int resolver_config_set_control(struct resolver_config *cfg, const char *path,
                                 struct config_error *err);
 int resolver_config_set_pid_file(struct resolver_config *cfg, const char *path,
                                  struct config_error *err);
+/* --user USER[:GROUP]: the form is checked (daemon_user_check), the names at start-up. */
+int resolver_config_set_user(struct resolver_config *cfg, const char *spec,
+                             struct config_error *err);
 /* --allow-private-upstreams needs no helper: set cfg->resolution.allow_private_upstreams. */
 
 /* Final checks on the merged file and flags: at least one listener, unique forward/stub zone

@@ -1121,6 +1121,10 @@ static int replay_build(struct replay *r)
             d->argv[n++] = "--fail-closed";
         if (resolver && r->protections_off && !r->unbound)
             d->argv[n++] = "--no-serve-stale";
+        /* Throwaway daemons on loopback ports, reading files of this run: as root they stay root
+         * rather than being refused (issue #7), whatever the environment says. */
+        if (geteuid() == 0)
+            d->argv[n++] = "--allow-root";
         d->argv[n] = NULL;
         rc = resolver ? replay_write_resolver(r, d) : replay_write_authd(r, d, a);
     }

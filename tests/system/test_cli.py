@@ -132,6 +132,18 @@ class Flags(unittest.TestCase):
         self.assertNotEqual(res.stderr.strip(), '')
 
 
+def scrape_metrics(url):
+    """(text, {series: value}) of one scrape; histogram sums are floats."""
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        text = resp.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith('#'):
+            key, value = line.rsplit(' ', 1)
+            samples[key] = float(value) if '.' in value else int(value)
+    return text, samples
+
+
 class Metrics(unittest.TestCase):
     """server.metrics on ballast-authd: the Prometheus text format, counters that follow the
     queries."""
@@ -146,14 +158,7 @@ class Metrics(unittest.TestCase):
             url = 'http://%s:%d/metrics' % (ADDR, port)
 
             def scrape():
-                with urllib.request.urlopen(url, timeout=5) as resp:
-                    text = resp.read().decode()
-                samples = {}
-                for line in text.splitlines():
-                    if line and not line.startswith('#'):
-                        key, value = line.rsplit(' ', 1)
-                        samples[key] = int(value)
-                return text, samples
+                return scrape_metrics(url)
 
             _, before = scrape()
             authd.query('www.example.test', 'A')
@@ -168,6 +173,52 @@ class Metrics(unittest.TestCase):
             nx = 'ballast_authd_answers_total{rcode="NXDOMAIN"}'
             self.assertEqual(after[nx] - before[nx], 1)
             self.assertEqual(after['ballast_authd_zones'], 3)
+        finally:
+            rc = authd.stop()
+            bt.remove_tmpdir(tmp)
+            self.assertEqual(rc, 0, authd.log_text())
+
+    def test_metrics_count_queries_by_type_and_time_every_reply(self):
+        bt.require_binaries()
+        tmp = bt.make_tmpdir()
+        port = bt.free_port(ADDR)
+        authd = bt.start_authd_config(tmp, ADDR, bt.standard_zone_paths(),
+                                      metrics='%s@%d' % (ADDR, port))
+        try:
+            url = 'http://%s:%d/metrics' % (ADDR, port)
+            _, before = scrape_metrics(url)
+            for _ in range(3):
+                authd.query('www.example.test', 'AAAA')
+            authd.query('www.example.test', 'MX', tcp=True)
+            authd.query('www.example.test', 'TYPE65280')  # private use: counted as other
+            text, after = scrape_metrics(url)
+
+            def delta(key):
+                return after[key] - before.get(key, 0)
+
+            by_type = 'ballast_authd_queries_by_type_total{type="%s"}'
+            self.assertIn('# TYPE ballast_authd_queries_by_type_total counter', text)
+            self.assertEqual(delta(by_type % 'AAAA'), 3)
+            self.assertEqual(delta(by_type % 'MX'), 1)
+            self.assertEqual(delta(by_type % 'other'), 1)
+            self.assertEqual(delta(by_type % 'A'), 0)
+            hist = 'ballast_authd_query_duration_seconds'
+            self.assertIn('# TYPE %s histogram' % hist, text)
+            queries = sum(delta('ballast_authd_queries_total{transport="%s"}' % t)
+                          for t in ('udp', 'tcp'))
+            self.assertEqual(queries, 5)
+            self.assertEqual(delta(hist + '_count'), queries)
+            buckets = [v for k, v in after.items() if k.startswith(hist + '_bucket{')]
+            self.assertEqual(len(buckets), 15)
+            self.assertEqual(buckets, sorted(buckets), 'buckets not cumulative')
+            self.assertEqual(buckets[-1], after[hist + '_count'])
+            self.assertEqual(after[hist + '_bucket{le="+Inf"}'], after[hist + '_count'])
+            self.assertLess(after[hist + '_sum'], 5.0)  # five loopback answers, in seconds
+            with open(os.path.join(bt.ROOT, 'docs', 'authd.md')) as f:
+                doc = f.read()
+            families = re.findall(r'^# TYPE (\S+) ', text, flags=re.M)
+            self.assertEqual([], [f for f in families if '`%s`' % f not in doc],
+                             'metrics not documented in docs/authd.md')
         finally:
             rc = authd.stop()
             bt.remove_tmpdir(tmp)

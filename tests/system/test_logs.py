@@ -215,6 +215,24 @@ class AuthdLogsTest(unittest.TestCase):
         stop_checked(self, d)
         self.assertTrue(any(o['event'] == 'ready' for o in json_lines(self, d)))
 
+    def test_log_format_flag_keeps_winning_after_reload(self):
+        d = self.start(json_format=True, extra=('--log-format', 'json'), log_format='text',
+                       log_queries=True)
+        try:
+            for _ in range(2):  # the file still says text; the flag must win every time
+                since = d.line_count()
+                res = d.ctl('reload')
+                self.assertEqual(0, res.returncode, res.stdout + res.stderr)
+                d.wait_for('"event":"reload"', since=since, timeout=RELOAD_TIMEOUT)
+            since = d.line_count()
+            d.query('www.example.test', 'A')
+            d.wait_for('"qname":"www.example.test."', since=since)
+        finally:
+            stop_checked(self, d)
+        objs = json_lines(self, d)  # fails on any text line after a reload
+        self.assertEqual(2, sum(1 for o in objs if o['event'] == 'reload'))
+        self.assertEqual(1, sum(1 for o in objs if o['event'] == 'query'))
+
     def test_bad_log_format_or_target_is_refused_naming_the_key(self):
         d = fresh_dir('bad')
         config = os.path.join(d, 'authd.yaml')

@@ -6,6 +6,7 @@
 import contextlib
 import os
 import random
+import re
 import selectors
 import signal
 import socket
@@ -574,8 +575,12 @@ class MetricsTest(unittest.TestCase):
         for line in text.splitlines():
             if line and not line.startswith('#'):
                 key, value = line.rsplit(' ', 1)
-                out[key] = int(value)
+                out[key] = float(value) if '.' in value else int(value)
         return out
+
+    def server_label(self, zone):
+        """The server label of the hierarchy server for zone: ADDR@PORT (the port is not 53)."""
+        return '%s@%d' % (H.zone_server[zone], H.port)
 
     def test_metrics_endpoint_follows_queries(self):
         port = bt.free_port(self.ADDR)
@@ -603,6 +608,65 @@ class MetricsTest(unittest.TestCase):
             with self.assertRaises(urllib.error.HTTPError) as cm:
                 self.scrape(port, '/nothing')
             self.assertEqual(cm.exception.code, 404)
+        finally:
+            stop_checked(r)
+
+    def test_metrics_have_types_latency_per_server_and_bad_cookie(self):
+        port = bt.free_port(self.ADDR)
+        d = fresh_dir('metrics-families')
+        r = start_resolver(d, self.ADDR, H, config_text='server:\n  metrics: "%s@%d"\n' % (
+            self.ADDR, port))
+        try:
+            before = self.samples(self.scrape(port))
+            for _ in range(3):
+                r.query('www.example.test.', 'AAAA')
+            r.query('www.example.test.', 'A')
+            r.query('www.example.test.', 'A', tcp=True)
+            r.query('www.example.test.', 'SPF')  # type 99: not listed, counted as other
+            text = self.scrape(port)
+            after = self.samples(text)
+
+            def delta(key):
+                return after[key] - before.get(key, 0)
+
+            by_type = 'ballast_resolver_queries_by_type_total{type="%s"}'
+            self.assertIn('# TYPE ballast_resolver_queries_by_type_total counter', text)
+            self.assertEqual(delta(by_type % 'AAAA'), 3)
+            self.assertEqual(delta(by_type % 'A'), 2)
+            self.assertEqual(delta(by_type % 'other'), 1)
+            self.assertEqual(delta(by_type % 'MX'), 0)
+            self.assertEqual(len([k for k in after if k.startswith(
+                'ballast_resolver_queries_by_type_total{')]), 19)
+
+            hist = 'ballast_resolver_query_duration_seconds'
+            self.assertIn('# TYPE %s histogram' % hist, text)
+            queries = sum(delta('ballast_resolver_queries_total{transport="%s"}' % t)
+                          for t in ('udp', 'tcp'))
+            self.assertEqual(queries, 6)
+            self.assertEqual(delta(hist + '_count'), queries)
+            buckets = [(k, v) for k, v in after.items() if k.startswith(hist + '_bucket{')]
+            self.assertEqual(len(buckets), 15)
+            self.assertEqual(buckets[-1][0], hist + '_bucket{le="+Inf"}')
+            counts = [v for _, v in buckets]
+            self.assertEqual(counts, sorted(counts), 'buckets not cumulative: %s' % buckets)
+            self.assertEqual(counts[-1], after[hist + '_count'])
+            self.assertGreater(after[hist + '_sum'], 0)
+            self.assertLess(after[hist + '_sum'], 60)  # six loopback answers, seconds not micros
+
+            sq = 'ballast_resolver_upstream_server_queries_total{server="%s"}'
+            st = 'ballast_resolver_upstream_server_timeouts_total{server="%s"}'
+            self.assertGreater(after[sq % self.server_label('.')], 0)
+            self.assertGreater(after[sq % self.server_label('example.test.')], 0)
+            self.assertEqual(after[st % self.server_label('example.test.')], 0)
+            self.assertIn(sq % 'other', after)
+            self.assertIn(st % 'other', after)
+            self.assertEqual(after['ballast_resolver_upstream_bad_cookie_total'],
+                             r.stats()['upstream_bad_cookie'])
+            with open(os.path.join(bt.ROOT, 'docs', 'resolver.md')) as f:
+                doc = f.read()
+            families = re.findall(r'^# TYPE (\S+) ', text, flags=re.M)
+            self.assertEqual([], [f for f in families if '`%s`' % f not in doc],
+                             'metrics not documented in docs/resolver.md')
         finally:
             stop_checked(r)
 

@@ -615,7 +615,7 @@ static void test_authd_config_health_unknown_keys_rejected_with_line(void **stat
                "unknown key 'adress' (expected one of: address, target, priority, weight, "
                "check-address, check)");
     load_fails("health_unknown_section_key.yaml", BALLAST_EINVAL, 5,
-               "unknown key 'pool' (expected one of: damping, pools, feeds)");
+               "unknown key 'pool' (expected one of: damping, pools, feeds, max-pools)");
 }
 
 static void test_authd_config_health_bad_types_rejected(void **state)
@@ -817,7 +817,7 @@ static void test_authd_config_health_pool_and_member_counts_capped(void **state)
     big_config_loads(HEALTH_MAX_POOLS, 0, 0, 0, NULL);
     /* Pool i is on line 5 + i: the first one too many is on line 5 + HEALTH_MAX_POOLS. */
     big_config_loads(HEALTH_MAX_POOLS + 1, 0, BALLAST_ELIMIT, 5 + HEALTH_MAX_POOLS,
-                     "too many pools (limit is 1000)");
+                     "too many pools (limit is 1000, max-pools)");
     big_config_loads(0, POOL_MAX_MEMBERS, 0, 0, NULL);
     /* Member i is on line 8 + i. */
     big_config_loads(0, POOL_MAX_MEMBERS + 1, BALLAST_ELIMIT, 8 + POOL_MAX_MEMBERS,
@@ -825,10 +825,141 @@ static void test_authd_config_health_pool_and_member_counts_capped(void **state)
                      "pool)");
 }
 
+/* Load a config with health.max-pools set to max_pools (text) and `pools` pools; pool i is on
+ * line 6 + i. Returns the load's rc; err holds the error. */
+static int load_with_max_pools(const char *max_pools, size_t pools, struct config_error *err)
+{
+    char path[] = "/tmp/ballast-test-authd-max-pools-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "server: { listen: 127.0.0.1@5301 }\n"
+            "zones: [ { name: example.test, file: example.test.zone } ]\n"
+            "health:\n  max-pools: %s\n  pools:\n",
+            max_pools);
+    for (size_t i = 0; i < pools; i++)
+        fprintf(f,
+                "    - { name: p%zu.example.test, type: A, members: [ { address: 192.0.2.1 } ] }\n",
+                i);
+    assert_int_equal(fclose(f), 0);
+    struct authd_config cfg;
+    int rc = authd_config_load(path, &cfg, err);
+    unlink(path);
+    if (rc == 0) {
+        assert_int_equal(cfg.health.pool_count, pools);
+        authd_config_free(&cfg);
+    } else {
+        assert_int_equal(cfg.health.pool_count, 0);
+    }
+    return rc;
+}
+
+static void test_authd_config_max_pools_lowers_and_raises_the_pool_limit(void **state)
+{
+    (void)state;
+    struct config_error err = {0};
+    assert_int_equal(load_with_max_pools("2", 2, &err), 0); /* exactly at the limit */
+    assert_int_equal(load_with_max_pools("2", 3, &err), BALLAST_ELIMIT);
+    assert_int_equal(err.line, 8); /* the third pool */
+    assert_string_equal(err.reason, "too many pools (limit is 2, max-pools)");
+    assert_int_equal(load_with_max_pools("1500", HEALTH_MAX_POOLS + 1, &err), 0);
+    assert_int_equal(load_with_max_pools("0", 1, &err), BALLAST_EINVAL);
+    assert_int_equal(err.line, 4);
+    assert_contains(err.reason, "max-pools: expected an integer between 1 and 1000000");
+}
+
+static void test_authd_config_more_feeds_than_limit_rejected(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/ballast-test-authd-feeds-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    assert_non_null(f);
+    fputs("server: { listen: 127.0.0.1@5301 }\nzones: [ { name: example.test, file: x.zone } ]\n"
+          "health:\n  feeds:\n",
+          f);
+    for (int i = 0; i <= HEALTH_MAX_FEEDS; i++)
+        fprintf(f, "    - url: feed%d.json\n", i); /* feed i is on line 5 + i */
+    fclose(f);
+    struct authd_config cfg;
+    struct config_error err = {0};
+    int rc = authd_config_load(path, &cfg, &err);
+    unlink(path);
+    assert_int_equal(rc, BALLAST_ELIMIT);
+    assert_int_equal(err.line, 5 + HEALTH_MAX_FEEDS);
+    assert_string_equal(err.reason, "too many feeds (limit is 16)");
+    assert_null(cfg.health.feeds);
+}
+
+/* A YAML text in a scratch file (removed by the caller) for the server.user cases. */
+static void write_scratch(char *path, size_t len, const char *text)
+{
+    snprintf(path, len, "/tmp/ballast-test-authd-user-%d.yaml", getpid());
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void test_authd_config_user_read_from_server_section(void **state)
+{
+    char path[128];
+    write_scratch(path, sizeof path,
+                  "server:\n  listen: [\"127.0.0.1@5301\"]\n  user: ballast\nzones:\n"
+                  "  - name: example.test\n    file: example.test.zone\n");
+    struct authd_config cfg;
+    struct config_error err = {0};
+    int rc = authd_config_load(path, &cfg, &err);
+    unlink(path);
+    if (rc != 0)
+        fail_msg("%s:%u: %s", err.file, err.line, err.reason);
+    assert_string_equal(cfg.user, "ballast");
+    /* --user replaces it */
+    assert_int_equal(authd_config_set_user(&cfg, "nobody:nogroup", &err), 0);
+    assert_string_equal(cfg.user, "nobody:nogroup");
+    authd_config_free(&cfg);
+    assert_null(cfg.user); /* no user by default: root is refused at start (issue #7) */
+}
+
+static void test_authd_config_bad_user_rejected_with_line(void **state)
+{
+    static const char *const bad[] = {"\"\"",     "\"bad name\"", "\"ballast:\"",
+                                      "\":dns\"", "\"-x\"",       "\"a:b:c\""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char text[256], path[128];
+        snprintf(text, sizeof text, "server:\n  listen: [\"127.0.0.1@5301\"]\n  user: %s\n",
+                 bad[i]);
+        write_scratch(path, sizeof path, text);
+        struct authd_config cfg;
+        struct config_error err = {0};
+        int rc = authd_config_load(path, &cfg, &err);
+        unlink(path);
+        if (rc != BALLAST_EINVAL)
+            fail_msg("user: %s accepted (rc %d)", bad[i], rc);
+        if (err.line != 3)
+            fail_msg("user: %s: line %u (%s)", bad[i], err.line, err.reason);
+        assert_contains(err.reason, i == 0 ? "user: must not be empty" : "user: expected USER");
+        assert_null(cfg.user);
+    }
+    struct authd_config cfg;
+    struct config_error err = {0};
+    authd_config_init(&cfg);
+    assert_int_equal(authd_config_set_user(&cfg, "bad name", &err), BALLAST_EINVAL);
+    assert_string_equal(err.file, "command line");
+    assert_contains(err.reason, "--user: expected USER or USER:GROUP");
+    assert_null(cfg.user);
+    authd_config_free(&cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_authd_config_defaults),
+        cmocka_unit_test(test_authd_config_user_read_from_server_section),
+        cmocka_unit_test(test_authd_config_bad_user_rejected_with_line),
         cmocka_unit_test(test_authd_config_good_file_sets_every_key),
         cmocka_unit_test(test_authd_config_single_listen_string_and_defaults_kept),
         cmocka_unit_test(test_authd_config_relative_zone_path_resolved_against_config_dir),
@@ -864,6 +995,8 @@ int main(void)
         cmocka_unit_test(test_authd_config_health_pool_outside_zones_rejected_by_validate),
         cmocka_unit_test(test_authd_config_health_cname_pool_at_apex_rejected),
         cmocka_unit_test(test_authd_config_health_pool_and_member_counts_capped),
+        cmocka_unit_test(test_authd_config_more_feeds_than_limit_rejected),
+        cmocka_unit_test(test_authd_config_max_pools_lowers_and_raises_the_pool_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,7 @@
 /* Unit tests for common/daemon.c: SIGHUP reaches the reload callback, "stop" over the control
- * socket and SIGTERM end the loop, commands reach the owner, the pid file comes and goes. */
+ * socket and SIGTERM end the loop, commands reach the owner, the pid file comes and goes; the
+ * server.user form, the root refusal and the privilege drop (in a child process). */
+#include <pwd.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -8,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -113,12 +116,145 @@ static void test_daemon_join_lists_and_cuts(void **state)
     assert_string_equal(daemon_join(texts, 3, small, sizeof small), "127.0.0.1");
 }
 
+static void test_daemon_user_check_accepts_user_and_user_group_only(void **state)
+{
+    char err[256];
+    assert_int_equal(daemon_user_check("nobody", err, sizeof err), 0);
+    assert_int_equal(daemon_user_check("ballast:ballast", err, sizeof err), 0);
+    assert_int_equal(daemon_user_check("svc.dns_1", err, sizeof err), 0);
+    static const char *const bad[] = {"",         ":",   "nobody:",   ":nogroup", "a:b:c",
+                                      "bad name", "-rf", "tab\tname", "nobody:-g"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = '\0';
+        if (daemon_user_check(bad[i], err, sizeof err) != BALLAST_EINVAL)
+            fail_msg("'%s' accepted", bad[i]);
+        assert_non_null(strstr(err, "expected USER or USER:GROUP"));
+    }
+    char long_name[DAEMON_NAME_MAX + 1];
+    memset(long_name, 'a', DAEMON_NAME_MAX);
+    long_name[DAEMON_NAME_MAX] = '\0';
+    assert_int_equal(daemon_user_check(long_name, err, sizeof err), BALLAST_EINVAL);
+    long_name[DAEMON_NAME_MAX - 1] = '\0'; /* 63 characters: the longest allowed */
+    assert_int_equal(daemon_user_check(long_name, err, sizeof err), 0);
+}
+
+static void test_daemon_allow_root_env_needs_exactly_one(void **state)
+{
+    const char *saved = getenv(DAEMON_ALLOW_ROOT_ENV);
+    char *copy = saved ? strdup(saved) : NULL;
+    setenv(DAEMON_ALLOW_ROOT_ENV, "1", 1);
+    assert_true(daemon_allow_root_from_env());
+    setenv(DAEMON_ALLOW_ROOT_ENV, "yes", 1);
+    assert_false(daemon_allow_root_from_env());
+    unsetenv(DAEMON_ALLOW_ROOT_ENV);
+    assert_false(daemon_allow_root_from_env());
+    if (copy)
+        setenv(DAEMON_ALLOW_ROOT_ENV, copy, 1);
+    free(copy);
+}
+
+static void test_daemon_prepare_refuses_root_without_user_unless_allowed(void **state)
+{
+    struct daemon_identity id;
+    char err[256] = "";
+    if (geteuid() != 0) {
+        /* not root: nothing to refuse and nothing to drop */
+        assert_int_equal(daemon_privileges_prepare(NULL, false, &id, err, sizeof err), 0);
+        assert_false(id.drop);
+        skip();
+    }
+    assert_int_equal(daemon_privileges_prepare(NULL, false, &id, err, sizeof err), BALLAST_EINVAL);
+    assert_string_equal(err, "running as root; set server.user or pass --allow-root");
+    assert_int_equal(daemon_privileges_prepare("", false, &id, err, sizeof err), BALLAST_EINVAL);
+    assert_int_equal(daemon_privileges_prepare(NULL, true, &id, err, sizeof err), 0);
+    assert_false(id.drop);
+}
+
+static void test_daemon_prepare_names_unknown_user_group_and_refuses_uid_0(void **state)
+{
+    struct daemon_identity id;
+    char err[256] = "";
+    assert_int_equal(daemon_privileges_prepare("ballast-no-such-user", true, &id, err, sizeof err),
+                     BALLAST_EINVAL);
+    assert_string_equal(err, "user 'ballast-no-such-user' does not exist (server.user / --user)");
+    if (getpwnam("nobody") == NULL)
+        skip();
+    assert_int_equal(
+        daemon_privileges_prepare("nobody:ballast-no-such-group", true, &id, err, sizeof err),
+        BALLAST_EINVAL);
+    assert_non_null(strstr(err, "group 'ballast-no-such-group' does not exist"));
+    assert_int_equal(daemon_privileges_prepare("root", true, &id, err, sizeof err), BALLAST_EINVAL);
+    assert_non_null(strstr(err, "user 'root' has uid 0"));
+}
+
+static void test_daemon_prepare_looks_up_the_user_and_its_group(void **state)
+{
+    struct passwd *pw = getpwnam("nobody");
+    if (pw == NULL)
+        skip();
+    uid_t uid = pw->pw_uid;
+    gid_t gid = pw->pw_gid;
+    struct daemon_identity id;
+    char err[256] = "";
+    assert_int_equal(daemon_privileges_prepare("nobody", false, &id, err, sizeof err), 0);
+    assert_string_equal(id.user, "nobody");
+    assert_int_equal(id.uid, uid);
+    assert_int_equal(id.gid, gid);
+    assert_true(id.supplementary);
+    assert_true(id.group[0] != '\0');
+    /* only root switches users; anyone else keeps running as itself (with a warning) */
+    assert_int_equal(id.drop, geteuid() == 0);
+}
+
+/* In a child, so that the test process keeps its ids: drop to nobody and try to get root back. */
+static void test_daemon_drop_privileges_cannot_regain_root(void **state)
+{
+    if (geteuid() != 0 || getpwnam("nobody") == NULL)
+        skip();
+    struct daemon_identity id;
+    char err[256] = "";
+    assert_int_equal(daemon_privileges_prepare("nobody", false, &id, err, sizeof err), 0);
+    assert_true(id.drop);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int code = 0;
+        if (daemon_drop_privileges(&id, NULL, err, sizeof err) != 0)
+            code = 10;
+        else if (getuid() != id.uid || geteuid() != id.uid || getgid() != id.gid)
+            code = 11;
+        else if (setuid(0) == 0 || seteuid(0) == 0 || setgid(0) == 0)
+            code = 12;
+        gid_t groups[64];
+        int count = code ? 0 : getgroups(64, groups);
+        for (int i = 0; i < count; i++)
+            if (groups[i] == 0)
+                code = 13; /* root's group kept */
+        _exit(code);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    /* nothing to do without a drop planned */
+    struct daemon_identity keep = {0};
+    assert_int_equal(daemon_drop_privileges(&keep, NULL, err, sizeof err), 0);
+    assert_int_equal(geteuid(), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_daemon_control_commands_and_stop),
         cmocka_unit_test(test_daemon_sighup_reloads_and_sigterm_stops),
         cmocka_unit_test(test_daemon_join_lists_and_cuts),
+        cmocka_unit_test(test_daemon_user_check_accepts_user_and_user_group_only),
+        cmocka_unit_test(test_daemon_allow_root_env_needs_exactly_one),
+        cmocka_unit_test(test_daemon_prepare_refuses_root_without_user_unless_allowed),
+        cmocka_unit_test(test_daemon_prepare_names_unknown_user_group_and_refuses_uid_0),
+        cmocka_unit_test(test_daemon_prepare_looks_up_the_user_and_its_group),
+        cmocka_unit_test(test_daemon_drop_privileges_cannot_regain_root),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

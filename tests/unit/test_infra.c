@@ -516,6 +516,96 @@ static void test_infra_rejects_jitter_over_100_percent(void **state)
     infra_free(infra);
 }
 
+/* --- per-server counters ------------------------------------------------------------------ */
+
+static void test_infra_counts_queries_and_timeouts_per_server(void **state)
+{
+    struct infra_config cfg = test_config();
+    struct infra *infra = make_infra(&cfg);
+    struct addr a = server("192.0.2.1"), b = server("192.0.2.2@5301");
+    infra_count_query(infra, &a);
+    infra_count_query(infra, &b);
+    infra_count_query(infra, &a);
+    assert_int_equal(infra_report_timeout(infra, &a, 0, 1000), 0);
+    struct infra_server_counters out[4], other;
+    size_t n = infra_get_counters(infra, out, 4, &other);
+    assert_int_equal(n, 2);
+    char text[64];
+    assert_string_equal(addr_format((const struct sockaddr *)&out[0].server.ss, text, sizeof text),
+                        "192.0.2.1@53"); /* first seen first */
+    assert_int_equal(out[0].queries, 2);
+    assert_int_equal(out[0].timeouts, 1);
+    assert_int_equal(out[1].queries, 1);
+    assert_int_equal(out[1].timeouts, 0);
+    assert_int_equal(other.queries, 0);
+    assert_int_equal(other.timeouts, 0);
+    infra_free(infra);
+}
+
+static void test_infra_counters_past_the_cap_go_to_other(void **state)
+{
+    struct infra_config cfg = test_config();
+    struct infra *infra = make_infra(&cfg);
+    for (unsigned i = 0; i < INFRA_COUNTED_SERVERS + 5; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "10.0.%u.%u", i / 200, i % 200 + 1);
+        struct addr a = server(text);
+        infra_count_query(infra, &a);
+        infra_count_query(infra, &a);
+    }
+    struct addr first = server("10.0.0.1");
+    infra_count_query(infra, &first); /* still its own series after the table filled */
+    struct infra_server_counters out[INFRA_COUNTED_SERVERS], other;
+    size_t n = infra_get_counters(infra, out, INFRA_COUNTED_SERVERS, &other);
+    assert_int_equal(n, INFRA_COUNTED_SERVERS);
+    assert_int_equal(out[0].queries, 3);
+    assert_int_equal(other.queries, 10);
+    /* a smaller cap folds the counted servers past it into other too */
+    n = infra_get_counters(infra, out, 2, &other);
+    assert_int_equal(n, 2);
+    assert_int_equal(other.queries, 10 + 2 * (INFRA_COUNTED_SERVERS - 2));
+    infra_free(infra);
+}
+
+struct count_thread {
+    struct infra *infra;
+    unsigned offset;
+};
+
+static void *count_thread_main(void *arg)
+{
+    struct count_thread *t = arg;
+    for (unsigned round = 0; round < 200; round++)
+        for (unsigned i = 0; i < 8; i++) {
+            char text[32];
+            snprintf(text, sizeof text, "10.1.0.%u", (i + t->offset) % 8 + 1);
+            struct addr a = server(text);
+            infra_count_query(t->infra, &a);
+        }
+    return NULL;
+}
+
+static void test_infra_counters_claim_each_server_once_across_threads(void **state)
+{
+    struct infra_config cfg = test_config();
+    struct infra *infra = make_infra(&cfg);
+    pthread_t threads[4];
+    struct count_thread args[4];
+    for (unsigned i = 0; i < 4; i++) {
+        args[i] = (struct count_thread){infra, i * 3};
+        assert_int_equal(pthread_create(&threads[i], NULL, count_thread_main, &args[i]), 0);
+    }
+    for (unsigned i = 0; i < 4; i++)
+        pthread_join(threads[i], NULL);
+    struct infra_server_counters out[INFRA_COUNTED_SERVERS], other;
+    size_t n = infra_get_counters(infra, out, INFRA_COUNTED_SERVERS, &other);
+    assert_int_equal(n, 8); /* no server got two slots */
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(out[i].queries, 4 * 200);
+    assert_int_equal(other.queries, 0);
+    infra_free(infra);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -540,6 +630,9 @@ int main(void)
         cmocka_unit_test(test_infra_holddown_jitter_spreads_ends_within_percent),
         cmocka_unit_test(test_infra_holddown_jitter_applies_to_repeats),
         cmocka_unit_test(test_infra_rejects_jitter_over_100_percent),
+        cmocka_unit_test(test_infra_counts_queries_and_timeouts_per_server),
+        cmocka_unit_test(test_infra_counters_past_the_cap_go_to_other),
+        cmocka_unit_test(test_infra_counters_claim_each_server_once_across_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -144,12 +144,122 @@ static void test_metrics_endpoint_answers_get_and_404(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* --- queries by QTYPE --------------------------------------------------------------------- */
+
+static void collect_qtypes(void *ctx, struct metrics_writer *w)
+{
+    metrics_write_qtypes(w, "t_by_type_total", "By type.", ctx);
+}
+
+static void test_metrics_qtypes_counts_known_types_and_the_rest_as_other(void **state)
+{
+    struct metrics_qtypes worker1 = {0}, worker2 = {0}, sum = {0};
+    metrics_qtypes_count(&worker1, 28); /* AAAA */
+    metrics_qtypes_count(&worker1, 28);
+    metrics_qtypes_count(&worker2, 28);
+    metrics_qtypes_count(&worker2, 1);     /* A */
+    metrics_qtypes_count(&worker2, 99);    /* SPF: not listed */
+    metrics_qtypes_count(&worker2, 65280); /* private use */
+    metrics_qtypes_add(&sum, &worker1);
+    metrics_qtypes_add(&sum, &worker2);
+    char *text = metrics_render(collect_qtypes, &sum);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "# TYPE t_by_type_total counter\n"));
+    assert_non_null(strstr(text, "t_by_type_total{type=\"AAAA\"} 3\n"));
+    assert_non_null(strstr(text, "t_by_type_total{type=\"A\"} 1\n"));
+    assert_non_null(strstr(text, "t_by_type_total{type=\"other\"} 2\n"));
+    assert_non_null(strstr(text, "t_by_type_total{type=\"MX\"} 0\n"));
+    size_t samples = 0;
+    for (const char *p = text; (p = strstr(p, "\nt_by_type_total{")) != NULL; p++)
+        samples++;
+    assert_int_equal(samples, METRICS_QTYPE_SLOTS); /* bounded, whatever types arrive */
+    free(text);
+}
+
+static void test_metrics_qtypes_reads_the_question_of_a_raw_query(void **state)
+{
+    /* id, flags (RD), QDCOUNT 1, then "www.example" A... with QTYPE TXT (16) */
+    const uint8_t query[] = {0x12, 0x34, 0x01, 0x00, 0,   1,   0,   0,   0,   0, 0, 0,  3, 'w', 'w',
+                             'w',  7,    'e',  'x',  'a', 'm', 'p', 'l', 'e', 0, 0, 16, 0, 1};
+    struct metrics_qtypes q = {0};
+    metrics_qtypes_count_query(&q, query, sizeof query);
+    metrics_qtypes_count_query(&q, query, sizeof query - 3); /* QTYPE cut short: not counted */
+    uint8_t response[sizeof query];
+    memcpy(response, query, sizeof query);
+    response[2] |= 0x80; /* QR=1: not a query */
+    metrics_qtypes_count_query(&q, response, sizeof response);
+    uint8_t compressed[sizeof query];
+    memcpy(compressed, query, sizeof query);
+    compressed[12] = 0xC0; /* a compression pointer in the question */
+    metrics_qtypes_count_query(&q, compressed, sizeof compressed);
+    metrics_qtypes_count_query(&q, query, 11); /* shorter than a header */
+    struct metrics_qtypes sum = {0};
+    metrics_qtypes_add(&sum, &q);
+    char *text = metrics_render(collect_qtypes, &sum);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "t_by_type_total{type=\"TXT\"} 1\n"));
+    assert_non_null(strstr(text, "t_by_type_total{type=\"other\"} 0\n"));
+    assert_non_null(strstr(text, "t_by_type_total{type=\"A\"} 0\n"));
+    free(text);
+}
+
+/* --- latency histogram -------------------------------------------------------------------- */
+
+static void collect_latency(void *ctx, struct metrics_writer *w)
+{
+    metrics_write_latency(w, "t_seconds", "Latency.", ctx);
+}
+
+static void test_metrics_latency_buckets_are_cumulative_with_sum_and_count(void **state)
+{
+    struct metrics_latency worker1 = {0}, worker2 = {0}, sum = {0};
+    metrics_latency_observe(&worker1, 100);     /* 0.0001 s: first bucket */
+    metrics_latency_observe(&worker1, 500);     /* exactly on the 0.0005 bound: le is <= */
+    metrics_latency_observe(&worker2, 3000);    /* 0.003 s: le=0.005 */
+    metrics_latency_observe(&worker2, 7000000); /* 7 s: only +Inf */
+    metrics_latency_add(&sum, &worker1);
+    metrics_latency_add(&sum, &worker2);
+    char *text = metrics_render(collect_latency, &sum);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "# TYPE t_seconds histogram\n"));
+    assert_non_null(strstr(text, "t_seconds_bucket{le=\"0.0005\"} 2\n"));
+    assert_non_null(strstr(text, "t_seconds_bucket{le=\"0.001\"} 2\n"));
+    assert_non_null(strstr(text, "t_seconds_bucket{le=\"0.0025\"} 2\n"));
+    assert_non_null(strstr(text, "t_seconds_bucket{le=\"0.005\"} 3\n"));
+    assert_non_null(strstr(text, "t_seconds_bucket{le=\"5\"} 3\n"));
+    assert_non_null(strstr(text, "t_seconds_bucket{le=\"+Inf\"} 4\n"));
+    assert_non_null(strstr(text, "t_seconds_sum 7.003600\n"));
+    assert_non_null(strstr(text, "t_seconds_count 4\n"));
+    free(text);
+}
+
+static void test_metrics_latency_observe_since_measures_elapsed_time(void **state)
+{
+    struct metrics_latency l = {0}, sum = {0};
+    uint64_t start = uv_hrtime();
+    usleep(2000);
+    metrics_latency_observe_since(&l, start);
+    metrics_latency_observe_since(&l, uv_hrtime() + 1000000000ull); /* a start in the future: 0 */
+    metrics_latency_add(&sum, &l);
+    assert_true(sum.sum_us >= 2000);
+    assert_true(sum.sum_us < 2000000);
+    assert_int_equal(sum.buckets[0], 1); /* the 0 */
+    uint64_t total = 0;
+    for (size_t i = 0; i <= METRICS_LATENCY_BUCKETS; i++)
+        total += sum.buckets[i];
+    assert_int_equal(total, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_metrics_text_format),
         cmocka_unit_test(test_metrics_writer_grows),
         cmocka_unit_test(test_metrics_endpoint_answers_get_and_404),
+        cmocka_unit_test(test_metrics_qtypes_counts_known_types_and_the_rest_as_other),
+        cmocka_unit_test(test_metrics_qtypes_reads_the_question_of_a_raw_query),
+        cmocka_unit_test(test_metrics_latency_buckets_are_cumulative_with_sum_and_count),
+        cmocka_unit_test(test_metrics_latency_observe_since_measures_elapsed_time),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -325,6 +325,48 @@ static void test_resolver_config_too_many_servers_for_a_zone_rejected(void **sta
     assert_null(cfg.zones);
 }
 
+/* Write a config of `count` list items made by item(i) under header to a temp file and load it;
+ * the load must fail with BALLAST_ELIMIT at line want_line with reason containing part. */
+static void load_generated_fails(const char *header, const char *item_format, int count,
+                                 unsigned want_line, const char *part)
+{
+    char path[] = "/tmp/ballast-test-resolver-config-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    assert_non_null(f);
+    fputs(header, f);
+    for (int i = 0; i < count; i++)
+        fprintf(f, item_format, i, i % 250 + 1);
+    fclose(f);
+    struct resolver_config cfg;
+    struct config_error err = {0};
+    int rc = resolver_config_load(path, &cfg, &err);
+    unlink(path);
+    assert_int_equal(rc, BALLAST_ELIMIT);
+    assert_int_equal(err.line, want_line);
+    assert_contains(err.reason, part);
+    assert_null(cfg.zones);
+}
+
+static void test_resolver_config_more_forward_zones_than_limit_rejected(void **state)
+{
+    (void)state;
+    /* Zone i spans lines 2 + 2i and 3 + 2i; the first one too many names line 2 + 2 * MAX. */
+    load_generated_fails("forward:\n", "  - zone: z%d.test\n    to: 10.0.0.%d\n",
+                         RESOLVER_MAX_ZONES + 1, 2 + 2 * RESOLVER_MAX_ZONES,
+                         "too many forward and stub zones (limit is 4096)");
+}
+
+static void test_resolver_config_more_critical_suffixes_than_limit_rejected(void **state)
+{
+    (void)state;
+    /* Suffix i is on line 3 + i. */
+    load_generated_fails("serve-stale:\n  critical-suffixes:\n", "    - s%d.x%d.test\n",
+                         RESOLVER_MAX_CRITICAL_SUFFIXES + 1, 3 + RESOLVER_MAX_CRITICAL_SUFFIXES,
+                         "critical-suffixes: too many (limit is 1024)");
+}
+
 static void test_resolver_config_syntax_error_and_missing_file(void **state)
 {
     (void)state;
@@ -622,10 +664,73 @@ static void test_resolver_config_bad_serve_stale_rejected_with_line(void **state
     load_fails("stale_suffixes_not_list.yaml", BALLAST_EINVAL, 2, "critical-suffixes");
 }
 
+/* A YAML text in a scratch file (removed by the caller) for the server.user cases. */
+static void write_scratch(char *path, size_t len, const char *text)
+{
+    snprintf(path, len, "/tmp/ballast-test-resolver-user-%d.yaml", getpid());
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void test_resolver_config_user_read_from_server_section(void **state)
+{
+    char path[128];
+    write_scratch(path, sizeof path,
+                  "server:\n  listen: [\"127.0.0.1@5300\"]\n  user: \"ballast:dns\"\n");
+    struct resolver_config cfg;
+    struct config_error err = {0};
+    int rc = resolver_config_load(path, &cfg, &err);
+    unlink(path);
+    if (rc != 0)
+        fail_msg("%s:%u: %s", err.file, err.line, err.reason);
+    assert_string_equal(cfg.user, "ballast:dns");
+    /* --user replaces it */
+    assert_int_equal(resolver_config_set_user(&cfg, "nobody", &err), 0);
+    assert_string_equal(cfg.user, "nobody");
+    resolver_config_free(&cfg);
+
+    init(&cfg);
+    assert_null(cfg.user); /* no user by default: root is refused at start (issue #7) */
+    resolver_config_free(&cfg);
+}
+
+static void test_resolver_config_bad_user_rejected_with_line(void **state)
+{
+    static const char *const bad[] = {"\"\"",     "\"bad name\"", "\"ballast:\"",
+                                      "\":dns\"", "\"-x\"",       "\"a:b:c\""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char text[256], path[128];
+        snprintf(text, sizeof text, "server:\n  listen: [\"127.0.0.1@5300\"]\n  user: %s\n",
+                 bad[i]);
+        write_scratch(path, sizeof path, text);
+        struct resolver_config cfg;
+        struct config_error err = {0};
+        int rc = resolver_config_load(path, &cfg, &err);
+        unlink(path);
+        if (rc != BALLAST_EINVAL)
+            fail_msg("user: %s accepted (rc %d)", bad[i], rc);
+        if (err.line != 3)
+            fail_msg("user: %s: line %u (%s)", bad[i], err.line, err.reason);
+        assert_contains(err.reason, i == 0 ? "user: must not be empty" : "user: expected USER");
+        assert_null(cfg.user);
+    }
+    struct resolver_config cfg;
+    struct config_error err = {0};
+    init(&cfg);
+    assert_int_equal(resolver_config_set_user(&cfg, "nobody:", &err), BALLAST_EINVAL);
+    assert_flag_error(&err, "--user: expected USER or USER:GROUP");
+    assert_null(cfg.user);
+    resolver_config_free(&cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resolver_config_defaults),
+        cmocka_unit_test(test_resolver_config_user_read_from_server_section),
+        cmocka_unit_test(test_resolver_config_bad_user_rejected_with_line),
         cmocka_unit_test(test_resolver_config_good_file_sets_every_key),
         cmocka_unit_test(test_resolver_config_absent_or_empty_sections_keep_defaults),
         cmocka_unit_test(test_resolver_config_unknown_keys_rejected_with_line),
@@ -634,6 +739,8 @@ int main(void)
         cmocka_unit_test(test_resolver_config_bad_access_control_rejected_with_line),
         cmocka_unit_test(test_resolver_config_bad_forward_and_stub_rejected_with_line),
         cmocka_unit_test(test_resolver_config_too_many_servers_for_a_zone_rejected),
+        cmocka_unit_test(test_resolver_config_more_forward_zones_than_limit_rejected),
+        cmocka_unit_test(test_resolver_config_more_critical_suffixes_than_limit_rejected),
         cmocka_unit_test(test_resolver_config_syntax_error_and_missing_file),
         cmocka_unit_test(test_resolver_config_forward_arg_parsed),
         cmocka_unit_test(test_resolver_config_bad_forward_args_name_command_line),

@@ -125,6 +125,32 @@ static void test_wire_unpack_rejects_pointer_loops(void **state)
     assert_memory_equal(out, "\1b\1a\0", 5);
 }
 
+/* A name reached through `hops` backward pointers, each to the one before, the first to "a". */
+static int unpack_after_pointer_chain(unsigned hops)
+{
+    uint8_t pkt[12 + 3 + 2 * 200] = {0};
+    pkt[12] = 1;
+    pkt[13] = 'a';
+    size_t at = 15, target = 12;
+    for (unsigned i = 0; i < hops; i++, at += 2) {
+        pkt[at] = (uint8_t)(0xC0 | (target >> 8));
+        pkt[at + 1] = (uint8_t)(target & 0xFF);
+        target = at;
+    }
+    size_t pos = target;
+    uint8_t out[WIRE_NAME_MAX];
+    size_t out_len = 0;
+    return wire_name_unpack(pkt, at, &pos, out, &out_len);
+}
+
+static void test_wire_unpack_stops_after_max_pointer_hops(void **state)
+{
+    (void)state;
+    /* common/wire.c WIRE_MAX_POINTER_HOPS: 128 pointers are followed, the 129th is FORMERR. */
+    assert_int_equal(unpack_after_pointer_chain(128), 0);
+    assert_int_equal(unpack_after_pointer_chain(129), BALLAST_EFORMERR);
+}
+
 static void test_wire_name_helpers(void **state)
 {
     uint8_t name[WIRE_NAME_MAX], parent[WIRE_NAME_MAX];
@@ -224,6 +250,7 @@ int main(void)
         cmocka_unit_test(test_wire_drops_short_packets_and_responses),
         cmocka_unit_test(test_wire_formerr_cases),
         cmocka_unit_test(test_wire_unpack_rejects_pointer_loops),
+        cmocka_unit_test(test_wire_unpack_stops_after_max_pointer_hops),
         cmocka_unit_test(test_wire_name_helpers),
         cmocka_unit_test(test_wire_writer_compresses_names),
         cmocka_unit_test(test_wire_writer_rollback_and_space),
