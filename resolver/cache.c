@@ -477,6 +477,21 @@ int cache_insert_rrset(struct cache *cache, const uint8_t *name, size_t name_len
     return cache_store(cache, &key, entry, now_ms, false);
 }
 
+uint32_t cache_effective_ttl(const struct cache *cache, uint32_t ttl)
+{
+    return cache_ttl_clamp(cache_ttl_sanitize(ttl), cache->opts.min_ttl, cache->opts.max_ttl);
+}
+
+uint32_t cache_effective_negative_ttl(const struct cache *cache, uint32_t soa_ttl, uint32_t minimum)
+{
+    /* RFC 2308 §5: the negative TTL is the minimum of the SOA's TTL and its MINIMUM field. */
+    uint32_t negative_ttl = cache_ttl_sanitize(soa_ttl);
+    if (cache_ttl_sanitize(minimum) < negative_ttl)
+        negative_ttl = cache_ttl_sanitize(minimum);
+    negative_ttl = cache_ttl_clamp(negative_ttl, 0, cache->opts.max_negative_ttl);
+    return cache_ttl_clamp(negative_ttl, 0, cache->opts.max_ttl);
+}
+
 /* SOA RDATA is MNAME RNAME and 20 bytes; returns false if not. *minimum gets MINIMUM. */
 static bool cache_soa_rdata_parse(const uint8_t *rdata, size_t len, uint32_t *minimum)
 {
@@ -512,13 +527,7 @@ int cache_insert_negative(struct cache *cache, const uint8_t *name, size_t name_
     entry->soa_owner_len = (uint8_t)soa_owner_len;
     memcpy(entry->bytes + key.name_len, soa_key.name, soa_owner_len);
     memcpy(entry->bytes + key.name_len + soa_owner_len, soa_rdata, soa_rdlen);
-    /* RFC 2308 §5: the negative TTL is the minimum of the SOA's TTL and its MINIMUM field. */
-    uint32_t negative_ttl = cache_ttl_sanitize(soa_ttl);
-    if (cache_ttl_sanitize(minimum) < negative_ttl)
-        negative_ttl = cache_ttl_sanitize(minimum);
-    negative_ttl = cache_ttl_clamp(negative_ttl, 0, cache->opts.max_negative_ttl);
-    negative_ttl = cache_ttl_clamp(negative_ttl, 0, cache->opts.max_ttl);
-    cache_entry_set_ttl(entry, negative_ttl, now_ms);
+    cache_entry_set_ttl(entry, cache_effective_negative_ttl(cache, soa_ttl, minimum), now_ms);
     return cache_store(cache, &key, entry, now_ms, false);
 }
 

@@ -93,6 +93,15 @@ int cache_create(const struct cache_options *opts, struct cache **out);
 /* Free the cache and every entry. No other call may be running on it. NULL is allowed. */
 void cache_free(struct cache *cache);
 
+/* The TTL the cache would keep for a record that came with ttl: clamped to [min_ttl, max_ttl],
+ * with the top bit set counting as 0 (RFC 2181 §8). Answers resolved now carry this TTL, so the
+ * first client sees what every later one does. */
+uint32_t cache_effective_ttl(const struct cache *cache, uint32_t ttl);
+/* The same for a negative answer: min(SOA TTL, SOA MINIMUM) (RFC 2308 §5), clamped to
+ * max_negative_ttl and max_ttl. */
+uint32_t cache_effective_negative_ttl(const struct cache *cache, uint32_t soa_ttl,
+                                      uint32_t minimum);
+
 /* Store an RRset: name is an uncompressed wire name (any case; the cache lowercases the key),
  * rdata is `count` x [RDLENGTH u16 BE][RDATA] (RDATA names uncompressed), copied. ttl is clamped
  * to [min_ttl, max_ttl] (TTLs with the top bit set count as 0, RFC 2181 §8). Storing data at a

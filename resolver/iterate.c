@@ -272,8 +272,8 @@ static void iter_take_rrset(struct iter_request *req, ldns_rr_list *list, enum c
         cache_insert_rrset(req->env->cache, owner, owner_len, type, WIRE_CLASS_IN, ttl, rank,
                            ldns_buffer_begin(buf), ldns_buffer_position(buf), count, iter_now(req));
         if (answer)
-            iter_answer_add(req, owner, owner_len, type, ttl, count, ldns_buffer_begin(buf),
-                            ldns_buffer_position(buf));
+            iter_answer_add(req, owner, owner_len, type, cache_effective_ttl(req->env->cache, ttl),
+                            count, ldns_buffer_begin(buf), ldns_buffer_position(buf));
     }
     ldns_buffer_free(buf);
 }
@@ -783,10 +783,10 @@ static void iter_take_negative(struct iter_request *req, struct scrub_result *r,
                               nxdomain ? 0 : req->qtype, WIRE_CLASS_IN, ldns_rdf_data(owner),
                               ldns_rdf_size(owner), ldns_buffer_begin(buf),
                               ldns_buffer_position(buf), ldns_rr_ttl(r->soa), rank, iter_now(req));
-        /* RFC 2308 §5: the SOA goes out with TTL min(SOA TTL, MINIMUM) */
+        /* RFC 2308 §5: the SOA goes out with TTL min(SOA TTL, MINIMUM), capped as cached */
         size_t rdlen = ldns_buffer_position(buf);
         uint32_t minimum = rdlen >= 4 ? wire_read_u32(ldns_buffer_begin(buf) + rdlen - 4) : 0;
-        uint32_t ttl = ldns_rr_ttl(r->soa) < minimum ? ldns_rr_ttl(r->soa) : minimum;
+        uint32_t ttl = cache_effective_negative_ttl(req->env->cache, ldns_rr_ttl(r->soa), minimum);
         iter_set_soa(req, ldns_rdf_data(owner), ldns_rdf_size(owner), ttl, ldns_buffer_begin(buf),
                      rdlen);
     }

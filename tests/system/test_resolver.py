@@ -683,6 +683,24 @@ class MetricsTest(unittest.TestCase):
 
 # ---- budgets -------------------------------------------------------------------------------
 
+class TtlCapTest(ResolverTestCase):
+    CONFIG = 'cache:\n  max-ttl: 5s\n  max-negative-ttl: 4s\n'
+
+    def test_first_answer_already_carries_the_capped_ttl(self):
+        # The authority says 3600; the first client (resolved now) sees the cap like later ones.
+        for _ in range(2):
+            msg = self.assert_answer(self.r, 'www.example.test.', 'A', 'NOERROR',
+                                     {('www.example.test.', 'A', '192.0.2.10')})
+            self.assertTrue(msg.answer, msg)
+            for rrset in msg.answer:
+                self.assertLessEqual(rrset.ttl, 5, msg)
+        for _ in range(2):
+            msg = self.assert_answer(self.r, 'nope.example.test.', 'A', 'NXDOMAIN', set())
+            soas = [rrset for rrset in msg.authority if rrset.rdtype == dns.rdatatype.SOA]
+            self.assertTrue(soas, msg)
+            self.assertLessEqual(soas[0].ttl, 4, msg)
+
+
 class OutboundBudgetTest(ResolverTestCase):
     CONFIG = 'resolution:\n  max-outbound-queries: 1\n'
 
