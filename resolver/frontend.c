@@ -26,7 +26,7 @@ const char *const frontend_counter_names[FRONTEND_COUNTER_COUNT] = {
     "query_timeouts",   "stale_answers",   "stale_on_timer",
     "stale_on_failure", "stale_at_once",   "stale_suspect",
     "prefetches",       "refreshes",       "refreshes_skipped",
-    "overload",         "client_limited",
+    "overload",         "client_limited",  "answers_truncated",
 };
 
 struct frontend {
@@ -138,6 +138,18 @@ void frontend_outbound_stats(const struct frontend *frontend, struct outbound_st
     outbound_get_stats(frontend->outbound, out);
 }
 
+void frontend_add_listener_stats(const struct frontend *frontend, struct listener_stats *sum)
+{
+    for (size_t l = 0; l < frontend->listener_count; l++) {
+        const struct listener_stats *s = listener_get_stats(frontend->listeners[l]);
+        sum->tcp_accepted += __atomic_load_n(&s->tcp_accepted, __ATOMIC_RELAXED);
+        sum->tcp_refused += __atomic_load_n(&s->tcp_refused, __ATOMIC_RELAXED);
+        sum->tcp_idle_closed += __atomic_load_n(&s->tcp_idle_closed, __ATOMIC_RELAXED);
+        sum->tcp_bad_frames += __atomic_load_n(&s->tcp_bad_frames, __ATOMIC_RELAXED);
+        sum->udp_send_errors += __atomic_load_n(&s->udp_send_errors, __ATOMIC_RELAXED);
+    }
+}
+
 void frontend_add_metrics(const struct frontend *frontend, struct metrics_qtypes *qtypes,
                           struct metrics_latency *latency)
 {
@@ -244,6 +256,8 @@ static void client_query_reply(struct client_query *cq, const uint8_t *resp, siz
         if (resp_len > 0) {
             /* observed first: a client that has its answer finds it counted in the histogram */
             metrics_latency_observe_since(&frontend->latency, cq->received_ns);
+            if (resp_len >= 4 && (wire_read_u16(resp + 2) & WIRE_FLAG_TC))
+                frontend_bump(frontend, FRONTEND_TRUNCATED);
             listener_reply_send(cq->reply, resp, resp_len);
         } else {
             listener_reply_drop(cq->reply);

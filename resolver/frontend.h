@@ -11,6 +11,7 @@
 #include "cache.h"
 #include "infra.h"
 #include "iterate.h"
+#include "listener.h"
 #include "metrics.h"
 #include "outbound.h"
 #include "resolver_config.h"
@@ -57,6 +58,7 @@ enum frontend_counter {
     FRONTEND_REFRESHES_SKIPPED, /* not started: too many refreshes in flight */
     FRONTEND_OVERLOAD,          /* queries past max-pending (stale or SERVFAIL at once) */
     FRONTEND_CLIENT_LIMITED,    /* dropped: the client's prefix was over client-limits */
+    FRONTEND_TRUNCATED,         /* answers sent with TC=1 (over the client's UDP size) */
     FRONTEND_COUNTER_COUNT
 };
 extern const char *const frontend_counter_names[FRONTEND_COUNTER_COUNT];
@@ -79,6 +81,9 @@ int frontend_open(uv_loop_t *loop, const struct frontend_shared *shared, struct 
 void frontend_close(struct frontend *frontend);
 uint64_t frontend_counter(const struct frontend *frontend, enum frontend_counter counter);
 void frontend_outbound_stats(const struct frontend *frontend, struct outbound_stats *out);
+/* Add this worker's client listener counters (TCP accepted/refused/idle-closed/bad frames, UDP
+ * send errors) to sum (relaxed loads). */
+void frontend_add_listener_stats(const struct frontend *frontend, struct listener_stats *sum);
 /* Add this worker's queries by QTYPE and answer latency histogram (receipt to reply sent,
  * whatever the source: cache, stale, resolved, error) to the sums (relaxed loads). */
 void frontend_add_metrics(const struct frontend *frontend, struct metrics_qtypes *qtypes,

@@ -328,6 +328,17 @@ static void resolver_print_stats(struct resolver *r, struct control_reply *reply
         control_reply_printf(reply, "%s=%llu\n", frontend_counter_names[c],
                              (unsigned long long)sum);
     }
+    struct listener_stats ls = {0};
+    for (unsigned i = 0; i < r->worker_count; i++)
+        if (r->frontends[i])
+            frontend_add_listener_stats(r->frontends[i], &ls);
+    control_reply_printf(reply,
+                         "tcp_accepted=%llu\ntcp_refused=%llu\ntcp_idle_closed=%llu\n"
+                         "tcp_bad_frames=%llu\nudp_send_errors=%llu\n",
+                         (unsigned long long)ls.tcp_accepted, (unsigned long long)ls.tcp_refused,
+                         (unsigned long long)ls.tcp_idle_closed,
+                         (unsigned long long)ls.tcp_bad_frames,
+                         (unsigned long long)ls.udp_send_errors);
     struct outbound_stats total = {0};
     for (unsigned i = 0; i < r->worker_count; i++) {
         struct outbound_stats s;
@@ -487,6 +498,20 @@ static void resolver_collect_metrics(void *ctx, struct metrics_writer *w)
     resolver_metric_labelled(r, w, "ballast_resolver_rejected_queries_total",
                              "Queries dropped or refused, by reason.", "reason", drops, drop_names,
                              4);
+    struct listener_stats ls = {0};
+    for (unsigned i = 0; i < r->worker_count; i++)
+        if (r->frontends[i])
+            frontend_add_listener_stats(r->frontends[i], &ls);
+    metrics_family(w, "ballast_resolver_tcp_connections_total", "counter",
+                   "Client TCP connections, by event.");
+    metrics_sample(w, "ballast_resolver_tcp_connections_total", "event=\"accepted\"",
+                   ls.tcp_accepted);
+    metrics_sample(w, "ballast_resolver_tcp_connections_total", "event=\"refused\"",
+                   ls.tcp_refused);
+    metrics_sample(w, "ballast_resolver_tcp_connections_total", "event=\"idle_closed\"",
+                   ls.tcp_idle_closed);
+    metrics_single(w, "ballast_resolver_answers_truncated_total", "counter",
+                   "Answers sent with TC=1.", resolver_counter_sum(r, FRONTEND_TRUNCATED));
     metrics_single(w, "ballast_resolver_stale_suspect_answers_total", "counter",
                    "Stale answers for critical names that turned empty (suspicion window).",
                    resolver_counter_sum(r, FRONTEND_STALE_SUSPECT));

@@ -332,13 +332,16 @@ class ResolverLimitsTest(unittest.TestCase):
             self.assertEqual(dns.rcode.SERVFAIL, bt.parse(hold.recv(65535)).rcode())
         self.assert_www_answered()
 
-    def test_idle_tcp_connection_closed_after_tcp_idle_timeout(self):
+    def test_idle_tcp_connection_closed_after_tcp_idle_timeout_and_counted(self):
         self.start('limits:\n  tcp-idle-timeout: 200ms\n')
+        before = self.r.stats()['tcp_idle_closed']
         self.assertTrue(tcp_closed_within(RESOLVER_ADDR, self.r.port, 3.0))
+        self.assertEqual(self.r.stats()['tcp_idle_closed'], before + 1)
         self.assert_www_answered(tcp=True)
 
-    def test_tcp_connections_beyond_tcp_clients_are_closed(self):
+    def test_tcp_connections_beyond_tcp_clients_are_closed_and_counted(self):
         self.start('limits:\n  tcp-clients: 1\n  tcp-idle-timeout: 5s\n', workers=1)
+        before = self.r.stats()['tcp_refused']
         socks = [socket.create_connection((RESOLVER_ADDR, self.r.port), timeout=2)
                  for _ in range(4)]
         try:
@@ -352,6 +355,7 @@ class ResolverLimitsTest(unittest.TestCase):
                 except ConnectionResetError:
                     closed += 1
             self.assertGreaterEqual(closed, 3, 'at most tcp-clients connections stay open')
+            self.assertGreaterEqual(self.r.stats()['tcp_refused'], before + 3)
         finally:
             for s in socks:
                 s.close()
@@ -365,7 +369,7 @@ class ResolverLimitsTest(unittest.TestCase):
                 time.sleep(0.1)
         self.assert_www_answered()
 
-    def test_udp_answer_over_edns_udp_size_is_truncated(self):
+    def test_udp_answer_over_edns_udp_size_is_truncated_and_counted(self):
         # The resolver's own answers are cut at min(client payload, limits.edns-udp-size); the
         # big RRset comes from a ballast-authd the resolver stubs limits.test to.
         adir = fresh_dir('edns-authd')
@@ -374,10 +378,12 @@ class ResolverLimitsTest(unittest.TestCase):
         self.authd = bt.start_authd_config(adir, AUTHD_ADDR, [('limits.test', zone)])
         self.start('limits:\n  edns-udp-size: 512\nstub:\n  - zone: limits.test\n'
                    '    to: "%s@%d"\n' % (AUTHD_ADDR, self.authd.port))
+        before = self.r.stats()['answers_truncated']
         msg = self.r.query('big.limits.test.', 'A', payload=4096, timeout=tr.PATIENCE)
         self.assertTrue(msg.flags & dns.flags.TC, str(msg))
         self.assertLessEqual(len(msg.wire), 512)
         self.assertEqual(msg.payload, 512)
+        self.assertEqual(self.r.stats()['answers_truncated'], before + 1)
         full = self.r.query('big.limits.test.', 'A', tcp=True, timeout=tr.PATIENCE)
         self.assertEqual(len(bt.rrs(full.answer)), BIG_RRSET)
         self.assert_www_answered()
