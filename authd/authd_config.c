@@ -41,8 +41,9 @@ static const struct config_key_spec authd_limit_specs[] = {
 
 static const char *const authd_top_keys[] = {"server", "limits", "rrl", "zones", "health", NULL};
 static const char *const authd_server_keys[] = {
-    "listen",  "workers",  "log-level", "log-format", "log-target", "log-queries",
-    "control", "pid-file", "metrics",   "user",       NULL};
+    "listen",      "workers", "log-level",   "log-format",       "log-target",
+    "log-queries", "control", "control-tcp", "control-key-file", "pid-file",
+    "metrics",     "user",    NULL};
 static const char *const authd_zone_keys[] = {"name", "file", NULL};
 
 void authd_config_init(struct authd_config *cfg)
@@ -60,6 +61,7 @@ void authd_config_free(struct authd_config *cfg)
     for (size_t i = 0; i < cfg->listen_count; i++)
         free(cfg->listen_text[i]);
     free(cfg->control_path);
+    control_tcp_config_free(&cfg->control_tcp);
     free(cfg->pid_file);
     free(cfg->user);
     for (size_t i = 0; i < cfg->zone_count; i++) {
@@ -191,6 +193,9 @@ static int authd_read_server(struct authd_config *cfg, const struct config_node 
                                                 .control_path = &cfg->control_path,
                                                 .pid_file = &cfg->pid_file};
     rc = config_read_server_fields(server, cfg->source_file, &fields, err);
+    if (rc == 0)
+        rc = control_tcp_config_read(server, cfg->source_file, AUTHD_DEFAULT_CONTROL_TCP_PORT,
+                                     &cfg->control_tcp, err);
     const struct config_node *node = NULL;
     const char *text = NULL;
     if (rc == 0)

@@ -9,13 +9,15 @@
 
 #include "addr.h"
 #include "config.h"
+#include "control.h"
 #include "healthd.h"
 #include "limit.h"
 #include "log.h"
 #include "rrl.h"
 
 #define AUTHD_DEFAULT_PORT 53
-#define AUTHD_DEFAULT_METRICS_PORT 9154 /* server.metrics without a port */
+#define AUTHD_DEFAULT_METRICS_PORT 9154     /* server.metrics without a port */
+#define AUTHD_DEFAULT_CONTROL_TCP_PORT 8954 /* server.control-tcp without a port */
 #define AUTHD_MAX_LISTEN 64
 /* Health section limits (docs/health.md); members per pool are capped by POOL_MAX_MEMBERS. */
 #define HEALTH_MAX_POOLS 1000
@@ -41,6 +43,7 @@ struct authd_config {
     char *user;                 /* server.user / --user: "USER[:GROUP]" to drop to; NULL = none */
     bool has_metrics;           /* server.metrics: the Prometheus endpoint (off by default) */
     struct addr metrics;
+    struct control_tcp_config control_tcp; /* server.control-tcp, control-key-file; off */
     struct limits limits;
     struct rrl_config rrl; /* response rate limiting (docs/authd.md); off by default */
     struct authd_zone_config *zones;

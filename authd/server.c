@@ -421,6 +421,8 @@ static void server_print_stats(struct server *server, struct control_reply *repl
                          (unsigned long long)ls.tcp_bad_frames,
                          (unsigned long long)ls.udp_send_errors);
     server_print_rrl_stats(server, reply);
+    control_reply_printf(reply, "control_auth_failed=%llu\n",
+                         (unsigned long long)control_auth_failures());
     control_reply_printf(reply, "reloads_ok=%llu\nreloads_failed=%llu\nzones=%zu\n",
                          (unsigned long long)server->reloads_ok,
                          (unsigned long long)server->reloads_failed,
@@ -497,6 +499,9 @@ static void server_collect_metrics(void *ctx, struct metrics_writer *w)
     metrics_family(w, "ballast_authd_reloads_total", "counter", "Reloads by result.");
     metrics_sample(w, "ballast_authd_reloads_total", "result=\"ok\"", server->reloads_ok);
     metrics_sample(w, "ballast_authd_reloads_total", "result=\"rejected\"", server->reloads_failed);
+    metrics_single(w, "ballast_authd_control_auth_failures_total", "counter",
+                   "TCP control connections refused for a wrong or missing MAC.",
+                   control_auth_failures());
     metrics_single(w, "ballast_authd_zones", "gauge", "Zones served.",
                    server->snapshot->zones->count);
     metrics_single(w, "ballast_authd_start_time_seconds", "gauge", "Unix time the server started.",
@@ -570,6 +575,12 @@ static void server_adopt_config(struct server *server, struct authd_config *next
     char *control_path = next->control_path;
     next->control_path = kept.control_path;
     kept.control_path = control_path;
+    if (!control_tcp_config_equal(&next->control_tcp, &kept.control_tcp))
+        log_warn("reload_restart_needed",
+                 "reason=\"control-tcp or control-key-file changed; restart to apply\"");
+    struct control_tcp_config control_tcp = next->control_tcp;
+    next->control_tcp = kept.control_tcp;
+    kept.control_tcp = control_tcp;
     char *pid_file = next->pid_file;
     next->pid_file = kept.pid_file;
     kept.pid_file = pid_file;
@@ -824,13 +835,18 @@ int server_start(struct authd_config *cfg, struct zone_set *zones,
                           &server->metrics, err_text, err_len);
     if (rc == 0)
         rc = daemon_open(&server->loop, &options, &server->daemon, err_text, err_len);
+    if (rc == 0)
+        rc = daemon_open_control_tcp(server->daemon, &server->cfg.control_tcp, err_text, err_len);
     if (rc != 0) {
         metrics_close(server->metrics);
         server->metrics = NULL;
         uv_run(&server->loop, UV_RUN_NOWAIT); /* let the closed handles go */
         workers_stop(server->threads);
         healthd_stop(server->health);
-        uv_loop_close(&server->loop);
+        if (server->daemon != NULL)
+            daemon_close(server->daemon); /* control-tcp failed: closes the loop too */
+        else
+            uv_loop_close(&server->loop);
         urcu_memb_unregister_thread();
         server_free(server);
         return rc;

@@ -24,6 +24,7 @@ struct daemon {
     uv_signal_t signals[3];
     uv_timer_t stop_timer;
     struct control_server *control;
+    struct control_server *control_tcp;
 };
 
 static const int daemon_signals[3] = {SIGHUP, SIGTERM, SIGINT};
@@ -109,6 +110,21 @@ int daemon_open(uv_loop_t *loop, const struct daemon_options *options, struct da
     return BALLAST_OK;
 }
 
+int daemon_open_control_tcp(struct daemon *daemon, const struct control_tcp_config *tcp,
+                            char *err_text, size_t err_len)
+{
+    if (!tcp->enabled || daemon->control_tcp != NULL)
+        return BALLAST_OK;
+    int rc = control_server_open_tcp(daemon->loop, &tcp->addr, tcp->key, daemon_on_command, daemon,
+                                     &daemon->control_tcp, err_text, err_len);
+    if (rc == 0) {
+        char where[64]; /* "[v6 address]@port" */
+        addr_format((const struct sockaddr *)&tcp->addr.ss, where, sizeof where);
+        log_info("control_tcp", "listen=%s key_file=%s", where, tcp->key_file);
+    }
+    return rc;
+}
+
 static void daemon_close_walk(uv_handle_t *handle, void *arg)
 {
     if (!uv_is_closing(handle))
@@ -120,6 +136,8 @@ void daemon_close(struct daemon *daemon)
     uv_loop_t *loop = daemon->loop;
     if (daemon->control)
         control_server_close(daemon->control);
+    if (daemon->control_tcp)
+        control_server_close(daemon->control_tcp);
     uv_walk(loop, daemon_close_walk, NULL); /* signals, timer and anything the owner left */
     uv_run(loop, UV_RUN_DEFAULT);
     uv_loop_close(loop);

@@ -25,6 +25,11 @@ struct daemon;
  * The "stop" control command and SIGTERM/SIGINT make uv_run(loop) return shortly after. */
 int daemon_open(uv_loop_t *loop, const struct daemon_options *options, struct daemon **out,
                 char *err_text, size_t err_len);
+/* Right after daemon_open, before the privilege drop: open the TCP control listener of tcp
+ * (nothing when !tcp->enabled; the key is copied). Its commands, "stop" included, run as over
+ * the control socket; daemon_close closes it. */
+int daemon_open_control_tcp(struct daemon *daemon, const struct control_tcp_config *tcp,
+                            char *err_text, size_t err_len);
 /* Make uv_run return after the current callbacks (and pending control replies) are done. */
 void daemon_request_stop(struct daemon *daemon);
 /* Close the control socket and signal handlers, remove the pid file, close every other handle

@@ -302,6 +302,9 @@ static int resolver_reload(struct resolver *r, struct control_reply *reply)
     if ((fresh->cfg.user == NULL) != (r->snapshot->cfg.user == NULL) ||
         (fresh->cfg.user && strcmp(fresh->cfg.user, r->snapshot->cfg.user) != 0))
         log_warn("reload_restart_needed", "reason=\"server.user changed; restart to apply\"");
+    if (!control_tcp_config_equal(&fresh->cfg.control_tcp, &r->snapshot->cfg.control_tcp))
+        log_warn("reload_restart_needed",
+                 "reason=\"control-tcp or control-key-file changed; restart to apply\"");
     log_configure(fresh->cfg.log_level, fresh->cfg.log_format, fresh->cfg.log_target,
                   fresh->cfg.log_queries);
     cache_set_stale_retention(r->cache, resolver_stale_retention_ms(&fresh->cfg));
@@ -385,6 +388,8 @@ static void resolver_print_stats(struct resolver *r, struct control_reply *reply
                          (unsigned long long)ss.suspicions, (unsigned long long)ss.suspicions_ended,
                          (unsigned long long)r->snapshots_written,
                          (unsigned long long)r->snapshots_failed);
+    control_reply_printf(reply, "control_auth_failed=%llu\n",
+                         (unsigned long long)control_auth_failures());
     control_reply_printf(reply, "infra_servers=%zu\nreloads_ok=%llu\nreloads_failed=%llu\n",
                          infra_count(r->infra), (unsigned long long)r->reloads_ok,
                          (unsigned long long)r->reloads_failed);
@@ -584,6 +589,9 @@ static void resolver_collect_metrics(void *ctx, struct metrics_writer *w)
     metrics_family(w, "ballast_resolver_reloads_total", "counter", "Reloads by result.");
     metrics_sample(w, "ballast_resolver_reloads_total", "result=\"ok\"", r->reloads_ok);
     metrics_sample(w, "ballast_resolver_reloads_total", "result=\"rejected\"", r->reloads_failed);
+    metrics_single(w, "ballast_resolver_control_auth_failures_total", "counter",
+                   "TCP control connections refused for a wrong or missing MAC.",
+                   control_auth_failures());
     metrics_family(w, "ballast_resolver_cache_snapshots_total", "counter",
                    "Cache snapshot writes by result.");
     metrics_sample(w, "ballast_resolver_cache_snapshots_total", "result=\"ok\"",
@@ -817,6 +825,8 @@ static int resolver_start(struct resolver *r, char *err_text, size_t err_len)
                            err_len);
     if (rc == 0)
         rc = daemon_open(&r->loop, &options, &r->daemon, err_text, err_len);
+    if (rc == 0)
+        rc = daemon_open_control_tcp(r->daemon, &cfg->control_tcp, err_text, err_len);
     if (rc == 0 && cfg->has_metrics)
         rc = metrics_open(&r->loop, &cfg->metrics, resolver_collect_metrics, r, &r->metrics,
                           err_text, err_len);

@@ -72,8 +72,8 @@ static const char *const resolver_top_keys[] = {
     "forward", "stub",           "limits",     "client-limits", NULL};
 /* Keys of each section read by hand rather than from resolver_key_specs. */
 static const char *const resolver_server_extra_keys[] = {
-    "listen",  "log-level", "log-format", "log-target", "log-queries",
-    "control", "pid-file",  "metrics",    "user",       NULL};
+    "listen",      "log-level",        "log-format", "log-target", "log-queries", "control",
+    "control-tcp", "control-key-file", "pid-file",   "metrics",    "user",        NULL};
 static const char *const resolver_resolution_extra_keys[] = {"root-hints", NULL};
 static const char *const resolver_cache_extra_keys[] = {"snapshot-file", NULL};
 static const char *const resolver_stale_extra_keys[] = {"critical-suffixes", NULL};
@@ -136,6 +136,7 @@ void resolver_config_free(struct resolver_config *cfg)
     for (size_t i = 0; i < cfg->listen_count; i++)
         free(cfg->listen_text[i]);
     free(cfg->control_path);
+    control_tcp_config_free(&cfg->control_tcp);
     free(cfg->pid_file);
     free(cfg->user);
     free(cfg->resolution.root_hints);
@@ -440,6 +441,9 @@ static int resolver_read_server(struct resolver_config *cfg, const struct config
                                                 .control_path = &cfg->control_path,
                                                 .pid_file = &cfg->pid_file};
     rc = config_read_server_fields(server, cfg->source_file, &fields, err);
+    if (rc == 0)
+        rc = control_tcp_config_read(server, cfg->source_file, RESOLVER_DEFAULT_CONTROL_TCP_PORT,
+                                     &cfg->control_tcp, err);
     const struct config_node *node = NULL;
     const char *text = NULL;
     if (rc == 0)

@@ -12,13 +12,15 @@
 #include "acl.h"
 #include "addr.h"
 #include "config.h"
+#include "control.h"
 #include "limit.h"
 #include "log.h"
 #include "rrl.h"
 #include "wire.h"
 
 #define RESOLVER_DEFAULT_PORT 53
-#define RESOLVER_DEFAULT_METRICS_PORT 9153 /* server.metrics without a port */
+#define RESOLVER_DEFAULT_METRICS_PORT 9153     /* server.metrics without a port */
+#define RESOLVER_DEFAULT_CONTROL_TCP_PORT 8953 /* server.control-tcp without a port */
 #define RESOLVER_MAX_LISTEN 64
 /* Servers listed for one forward or stub zone. */
 #define RESOLVER_MAX_ZONE_SERVERS 32
@@ -132,6 +134,7 @@ struct resolver_config {
     char *user;                 /* server.user / --user: "USER[:GROUP]" to drop to; NULL = none */
     bool has_metrics;           /* server.metrics: the Prometheus endpoint (off by default) */
     struct addr metrics;
+    struct control_tcp_config control_tcp; /* server.control-tcp, control-key-file; off */
     struct acl acl; /* the defaults (acl_defaults) unless access-control is given */
     struct resolver_resolution_config resolution;
     struct resolver_cache_config cache;

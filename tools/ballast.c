@@ -1,14 +1,16 @@
-/* ballast: the operator's tool. Checks configs and zones offline, replays outage scenarios, and
- * talks to a running daemon over its control socket (status, stats, zones, reload, stop), in
- * the daemons' key=value text or, with --json, as JSON for scripts. */
+/* ballast: the operator's tool. Checks configs and zones offline, replays outage scenarios, makes
+ * control keys, and talks to a running daemon over its control socket or authenticated TCP control
+ * (status, stats, zones, reload, stop), in key=value text or, with --json, as JSON for scripts. */
 #include <ctype.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <sodium.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "addr.h"
 #include "authd_config.h"
 #include "catalog.h"
 #include "control.h"
@@ -31,13 +33,18 @@ static void ballast_usage(FILE *out)
           "                                       config and its root hints, or a replay scenario\n"
           "                                       (guessed from the top-level keys)\n"
           "       ballast replay [options] FILE   replay an outage scenario (docs/scenarios.md)\n"
+          "       ballast keygen [--force] FILE   write a new TCP control key (mode 0600)\n"
           "       ballast [-s SOCKET] COMMAND     talk to a running daemon\n"
+          "       ballast -s ADDR@PORT --key-file FILE COMMAND\n"
+          "                                       the same over TCP control (control-tcp)\n"
           "\n"
           "commands: status, stats, reload, stop; zones, health (authd);\n"
           "          fault add|clear|list (authd started with --fault-injection);\n"
           "          flush NAME, flush-zone NAME, flush-all, cache dump [PATH],\n"
           "          cache load [PATH] (resolver)\n"
           "  -s, --socket PATH   control socket (default " BALLAST_DEFAULT_SOCKET ")\n"
+          "                      or, with --key-file, the daemon's control-tcp ADDR@PORT\n"
+          "  -k, --key-file FILE the daemon's control-key-file: talk TCP control\n"
           "  -j, --json          print the daemon's reply as JSON: lines of one key=value go\n"
           "                      into one object (numbers as numbers, repeated keys as lists),\n"
           "                      lines of several (maybe after a name) into \"items\", other\n"
@@ -297,7 +304,66 @@ static void ballast_print_json(const char *reply, bool ok, FILE *out)
     json_decref(root);
 }
 
-static int ballast_control(const char *socket_path, int argc, char **argv, bool json)
+/* `ballast keygen [--force] FILE`: 32 random bytes as hex, mode 0600, for control-key-file. */
+static int ballast_keygen(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"force", no_argument, NULL, 'f'},
+        {NULL, 0, NULL, 0},
+    };
+    bool force = false;
+    int opt;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "f", options, NULL)) != -1) {
+        if (opt != 'f') {
+            ballast_usage(stderr);
+            return BALLAST_EXIT_UNREACHABLE;
+        }
+        force = true;
+    }
+    if (optind + 1 != argc) {
+        fprintf(stderr, "error: ballast keygen needs one FILE\n");
+        return BALLAST_EXIT_UNREACHABLE;
+    }
+    char err[512];
+    if (control_key_generate(argv[optind], force, err, sizeof err) != 0) {
+        fprintf(stderr, "error: %s\n", err);
+        return BALLAST_EXIT_ERROR;
+    }
+    printf("ok: wrote a new control key to %s (mode 0600)\n", argv[optind]);
+    return BALLAST_EXIT_OK;
+}
+
+/* Where to send a command: a Unix socket path, or a TCP address and its key (--key-file). */
+struct ballast_target {
+    const char *socket; /* -s as given */
+    const char *key_file;
+    struct addr addr;
+    unsigned char key[CONTROL_KEY_BYTES];
+};
+
+/* With --key-file: parse -s as ADDR@PORT and load the key. Returns 0 or prints why not. */
+static int ballast_target_prepare(struct ballast_target *target)
+{
+    if (target->key_file == NULL)
+        return 0;
+    if (addr_parse(target->socket, 0, &target->addr) != 0 ||
+        addr_port((const struct sockaddr *)&target->addr.ss) == 0) {
+        fprintf(stderr,
+                "error: with --key-file, -s must be the daemon's control-tcp ADDR@PORT (got "
+                "'%s')\n",
+                target->socket);
+        return BALLAST_EIO;
+    }
+    char err[600];
+    if (control_key_load(target->key_file, target->key, err, sizeof err) != 0) {
+        fprintf(stderr, "error: %s\n", err);
+        return BALLAST_EIO;
+    }
+    return 0;
+}
+
+static int ballast_control(const struct ballast_target *target, int argc, char **argv, bool json)
 {
     char line[4096];
     size_t used = 0;
@@ -311,8 +377,19 @@ static int ballast_control(const char *socket_path, int argc, char **argv, bool 
     }
     char *reply = NULL;
     char err[512] = "";
-    int rc =
-        control_client_call(socket_path, line, BALLAST_CONTROL_TIMEOUT_MS, &reply, err, sizeof err);
+    int rc = target->key_file
+                 ? control_client_call_tcp(&target->addr, target->key, line,
+                                           BALLAST_CONTROL_TIMEOUT_MS, &reply, err, sizeof err)
+                 : control_client_call(target->socket, line, BALLAST_CONTROL_TIMEOUT_MS, &reply,
+                                       err, sizeof err);
+    if (rc == BALLAST_EINVAL && target->key_file && strcmp(err, "authentication failed") == 0 &&
+        !json) {
+        fprintf(stderr,
+                "error: authentication failed at %s: %s is not the daemon's control-key-file\n",
+                target->socket, target->key_file);
+        free(reply);
+        return BALLAST_EXIT_ERROR;
+    }
     if (rc == BALLAST_EIO) {
         if (json) {
             char text[700];
@@ -336,23 +413,29 @@ int main(int argc, char **argv)
 {
     static const struct option options[] = {
         {"socket", required_argument, NULL, 's'},
+        {"key-file", required_argument, NULL, 'k'},
         {"json", no_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *socket_path = getenv("BALLAST_SOCKET");
-    if (!socket_path)
-        socket_path = BALLAST_DEFAULT_SOCKET;
+    struct ballast_target target = {.socket = getenv("BALLAST_SOCKET")};
+    if (!target.socket)
+        target.socket = BALLAST_DEFAULT_SOCKET;
     if (argc >= 2 && strcmp(argv[1], "check") == 0)
         return ballast_check(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "replay") == 0)
         return replay_main(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "keygen") == 0)
+        return ballast_keygen(argc - 1, argv + 1);
     int opt;
     bool json = false;
-    while ((opt = getopt_long(argc, argv, "+s:jh", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "+s:k:jh", options, NULL)) != -1) {
         switch (opt) {
         case 's':
-            socket_path = optarg;
+            target.socket = optarg;
+            break;
+        case 'k':
+            target.key_file = optarg;
             break;
         case 'j':
             json = true;
@@ -371,5 +454,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[optind], "check") == 0)
         return ballast_check(argc - optind, argv + optind);
-    return ballast_control(socket_path, argc - optind, argv + optind, json);
+    if (ballast_target_prepare(&target) != 0)
+        return BALLAST_EXIT_UNREACHABLE;
+    int rc = ballast_control(&target, argc - optind, argv + optind, json);
+    sodium_memzero(target.key, sizeof target.key);
+    return rc;
 }
