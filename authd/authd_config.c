@@ -12,7 +12,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "daemon.h"
 #include "errors.h"
 #include "wire.h"
 
@@ -191,46 +190,21 @@ static int authd_read_server(struct authd_config *cfg, const struct config_node 
                                                 .log_target = &cfg->log_target,
                                                 .log_queries = &cfg->log_queries,
                                                 .control_path = &cfg->control_path,
-                                                .pid_file = &cfg->pid_file};
+                                                .pid_file = &cfg->pid_file,
+                                                .metrics = &cfg->metrics,
+                                                .has_metrics = &cfg->has_metrics,
+                                                .metrics_default_port = AUTHD_DEFAULT_METRICS_PORT,
+                                                .user = &cfg->user};
     rc = config_read_server_fields(server, cfg->source_file, &fields, err);
     if (rc == 0)
         rc = control_tcp_config_read(server, cfg->source_file, AUTHD_DEFAULT_CONTROL_TCP_PORT,
                                      &cfg->control_tcp, err);
-    const struct config_node *node = NULL;
-    const char *text = NULL;
-    if (rc == 0)
-        rc = config_get_text(server, "metrics", &node, &text, err);
-    if (rc == 0 && text != NULL) {
-        if (addr_parse(text, AUTHD_DEFAULT_METRICS_PORT, &cfg->metrics) != 0)
-            return config_fail(err, node, "metrics: invalid address '%s' (expected ADDR[@PORT])",
-                               text);
-        cfg->has_metrics = true;
-    }
-    if (rc == 0)
-        rc = config_get_text(server, "user", &node, &text, err);
-    if (rc == 0 && text != NULL) {
-        char reason[256];
-        if (daemon_user_check(text, reason, sizeof reason) != 0)
-            return config_fail(err, node, "%s", reason);
-        free(cfg->user);
-        cfg->user = strdup(text);
-        if (cfg->user == NULL)
-            return config_nomem(err, node);
-    }
     return rc;
 }
 
 int authd_config_set_user(struct authd_config *cfg, const char *spec, struct config_error *err)
 {
-    char reason[256];
-    if (daemon_user_check(spec, reason, sizeof reason) != 0)
-        return config_fail_or_cmdline(err, NULL, "--%s", reason);
-    char *copy = strdup(spec);
-    if (copy == NULL)
-        return config_nomem(err, NULL);
-    free(cfg->user);
-    cfg->user = copy;
-    return BALLAST_OK;
+    return config_set_user(&cfg->user, spec, err);
 }
 
 static int authd_read_limits(struct authd_config *cfg, const struct config_node *root,

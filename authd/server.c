@@ -380,14 +380,8 @@ static void server_listener_stats(const struct server *server, struct listener_s
     memset(sum, 0, sizeof *sum);
     for (unsigned i = 0; i < server->worker_count; i++) {
         const struct worker *worker = &server->workers[i];
-        for (size_t l = 0; l < worker->listener_count; l++) {
-            const struct listener_stats *s = listener_get_stats(worker->listeners[l]);
-            sum->tcp_accepted += __atomic_load_n(&s->tcp_accepted, __ATOMIC_RELAXED);
-            sum->tcp_refused += __atomic_load_n(&s->tcp_refused, __ATOMIC_RELAXED);
-            sum->tcp_idle_closed += __atomic_load_n(&s->tcp_idle_closed, __ATOMIC_RELAXED);
-            sum->tcp_bad_frames += __atomic_load_n(&s->tcp_bad_frames, __ATOMIC_RELAXED);
-            sum->udp_send_errors += __atomic_load_n(&s->udp_send_errors, __ATOMIC_RELAXED);
-        }
+        for (size_t l = 0; l < worker->listener_count; l++)
+            listener_stats_add(sum, worker->listeners[l]);
     }
 }
 

@@ -14,6 +14,7 @@
 #include <yaml.h>
 
 #include "addr.h"
+#include "daemon.h"
 #include "errors.h"
 #include "limit.h"
 
@@ -1133,5 +1134,40 @@ int config_read_server_fields(const struct config_node *server, const char *conf
     rc = config_read_path(server, "control", config_path, fields->control_path, err);
     if (rc == 0)
         rc = config_read_path(server, "pid-file", config_path, fields->pid_file, err);
+    const char *text = NULL;
+    if (rc == 0 && fields->metrics != NULL)
+        rc = config_get_text(server, "metrics", &node, &text, err);
+    if (rc == 0 && text != NULL) {
+        if (addr_parse(text, fields->metrics_default_port, fields->metrics) != 0)
+            return config_fail(err, node, "metrics: invalid address '%s' (expected ADDR[@PORT])",
+                               text);
+        *fields->has_metrics = true;
+    }
+    text = NULL;
+    if (rc == 0 && fields->user != NULL)
+        rc = config_get_text(server, "user", &node, &text, err);
+    if (rc == 0 && text != NULL) {
+        char reason[256];
+        if (daemon_user_check(text, reason, sizeof reason) != 0)
+            return config_fail(err, node, "%s", reason);
+        char *copy = strdup(text);
+        if (copy == NULL)
+            return config_nomem(err, node);
+        free(*fields->user);
+        *fields->user = copy;
+    }
     return rc;
+}
+
+int config_set_user(char **user, const char *spec, struct config_error *err)
+{
+    char reason[256];
+    if (daemon_user_check(spec, reason, sizeof reason) != 0)
+        return config_fail_or_cmdline(err, NULL, "--%s", reason);
+    char *copy = strdup(spec);
+    if (copy == NULL)
+        return config_nomem(err, NULL);
+    free(*user);
+    *user = copy;
+    return BALLAST_OK;
 }

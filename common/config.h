@@ -12,6 +12,8 @@
 
 struct addr;
 
+struct addr;
+
 enum config_kind { CONFIG_SCALAR, CONFIG_MAP, CONFIG_LIST };
 
 struct config_node {
@@ -205,12 +207,20 @@ struct config_server_fields {
     bool *log_queries;           /* log-queries; NULL: not read */
     char **control_path;         /* paths resolved against the config file's directory */
     char **pid_file;
+    struct addr *metrics;          /* metrics: ADDR[@PORT]; NULL: not read */
+    bool *has_metrics;             /* set when metrics is present */
+    uint16_t metrics_default_port; /* the port when metrics names none */
+    char **user;                   /* user: USER[:GROUP] (form checked, daemon_user_check) */
 };
 
-/* Read listen, workers, log-level, log-format, log-target, log-queries, control and pid-file, in
- * that order, from the server map;
+/* Read listen, workers, log-level, log-format, log-target, log-queries, control, pid-file,
+ * metrics and user, in that order, from the server map;
  * the caller has checked the map's keys. config_path is the file relative paths start from. */
 int config_read_server_fields(const struct config_node *server, const char *config_path,
                               const struct config_server_fields *fields, struct config_error *err);
+
+/* --user USER[:GROUP]: check its form (daemon_user_check) and replace *user with a copy. Errors
+ * name the flag. */
+int config_set_user(char **user, const char *spec, struct config_error *err);
 
 #endif

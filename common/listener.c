@@ -942,6 +942,20 @@ const struct listener_stats *listener_get_stats(const struct listener *listener)
     return &listener->stats;
 }
 
+void listener_stats_add(struct listener_stats *sum, const struct listener *listener)
+{
+    const struct listener_stats *s = &listener->stats;
+    sum->udp_received += __atomic_load_n(&s->udp_received, __ATOMIC_RELAXED);
+    sum->udp_sent += __atomic_load_n(&s->udp_sent, __ATOMIC_RELAXED);
+    sum->udp_send_errors += __atomic_load_n(&s->udp_send_errors, __ATOMIC_RELAXED);
+    sum->tcp_accepted += __atomic_load_n(&s->tcp_accepted, __ATOMIC_RELAXED);
+    sum->tcp_refused += __atomic_load_n(&s->tcp_refused, __ATOMIC_RELAXED);
+    sum->tcp_idle_closed += __atomic_load_n(&s->tcp_idle_closed, __ATOMIC_RELAXED);
+    sum->tcp_received += __atomic_load_n(&s->tcp_received, __ATOMIC_RELAXED);
+    sum->tcp_sent += __atomic_load_n(&s->tcp_sent, __ATOMIC_RELAXED);
+    sum->tcp_bad_frames += __atomic_load_n(&s->tcp_bad_frames, __ATOMIC_RELAXED);
+}
+
 uint16_t listener_port(const struct listener *listener)
 {
     return listener->port;

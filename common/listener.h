@@ -71,6 +71,8 @@ void listener_reply_drop(struct listener_reply *reply);
 bool listener_reply_is_tcp(const struct listener_reply *reply);
 
 const struct listener_stats *listener_get_stats(const struct listener *listener);
+/* Add listener's counters to sum, each read atomically: safe from another thread. */
+void listener_stats_add(struct listener_stats *sum, const struct listener *listener);
 
 /* The bound port (useful when opened with port 0 in tests). */
 uint16_t listener_port(const struct listener *listener);

@@ -140,14 +140,8 @@ void frontend_outbound_stats(const struct frontend *frontend, struct outbound_st
 
 void frontend_add_listener_stats(const struct frontend *frontend, struct listener_stats *sum)
 {
-    for (size_t l = 0; l < frontend->listener_count; l++) {
-        const struct listener_stats *s = listener_get_stats(frontend->listeners[l]);
-        sum->tcp_accepted += __atomic_load_n(&s->tcp_accepted, __ATOMIC_RELAXED);
-        sum->tcp_refused += __atomic_load_n(&s->tcp_refused, __ATOMIC_RELAXED);
-        sum->tcp_idle_closed += __atomic_load_n(&s->tcp_idle_closed, __ATOMIC_RELAXED);
-        sum->tcp_bad_frames += __atomic_load_n(&s->tcp_bad_frames, __ATOMIC_RELAXED);
-        sum->udp_send_errors += __atomic_load_n(&s->udp_send_errors, __ATOMIC_RELAXED);
-    }
+    for (size_t l = 0; l < frontend->listener_count; l++)
+        listener_stats_add(sum, frontend->listeners[l]);
 }
 
 void frontend_add_metrics(const struct frontend *frontend, struct metrics_qtypes *qtypes,

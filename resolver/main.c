@@ -321,20 +321,53 @@ static int resolver_reload(struct resolver *r, struct control_reply *reply)
 
 /* --- control ------------------------------------------------------------------------------ */
 
-static void resolver_print_stats(struct resolver *r, struct control_reply *reply)
+/* One frontend counter, summed over the workers. */
+static uint64_t resolver_counter_sum(struct resolver *r, enum frontend_counter counter)
 {
-    for (int c = 0; c < FRONTEND_COUNTER_COUNT; c++) {
-        uint64_t sum = 0;
-        for (unsigned i = 0; i < r->worker_count; i++)
-            if (r->frontends[i])
-                sum += frontend_counter(r->frontends[i], c);
-        control_reply_printf(reply, "%s=%llu\n", frontend_counter_names[c],
-                             (unsigned long long)sum);
-    }
-    struct listener_stats ls = {0};
+    uint64_t sum = 0;
     for (unsigned i = 0; i < r->worker_count; i++)
         if (r->frontends[i])
-            frontend_add_listener_stats(r->frontends[i], &ls);
+            sum += frontend_counter(r->frontends[i], counter);
+    return sum;
+}
+
+/* The workers' client listener counters, summed. */
+static void resolver_listener_totals(const struct resolver *r, struct listener_stats *sum)
+{
+    memset(sum, 0, sizeof *sum);
+    for (unsigned i = 0; i < r->worker_count; i++)
+        if (r->frontends[i])
+            frontend_add_listener_stats(r->frontends[i], sum);
+}
+
+/* The workers' upstream counters, summed. */
+static void resolver_outbound_totals(const struct resolver *r, struct outbound_stats *sum)
+{
+    memset(sum, 0, sizeof *sum);
+    for (unsigned i = 0; i < r->worker_count; i++) {
+        struct outbound_stats s;
+        if (!r->frontends[i])
+            continue;
+        frontend_outbound_stats(r->frontends[i], &s);
+        sum->sent_udp += s.sent_udp;
+        sum->sent_tcp += s.sent_tcp;
+        sum->answers += s.answers;
+        sum->timeouts += s.timeouts;
+        sum->errors += s.errors;
+        sum->mismatched += s.mismatched;
+        sum->tc_fallbacks += s.tc_fallbacks;
+        sum->coalesced += s.coalesced;
+        sum->bad_cookie += s.bad_cookie;
+    }
+}
+
+static void resolver_print_stats(struct resolver *r, struct control_reply *reply)
+{
+    for (int c = 0; c < FRONTEND_COUNTER_COUNT; c++)
+        control_reply_printf(reply, "%s=%llu\n", frontend_counter_names[c],
+                             (unsigned long long)resolver_counter_sum(r, c));
+    struct listener_stats ls;
+    resolver_listener_totals(r, &ls);
     control_reply_printf(reply,
                          "tcp_accepted=%llu\ntcp_refused=%llu\ntcp_idle_closed=%llu\n"
                          "tcp_bad_frames=%llu\nudp_send_errors=%llu\n",
@@ -342,22 +375,8 @@ static void resolver_print_stats(struct resolver *r, struct control_reply *reply
                          (unsigned long long)ls.tcp_idle_closed,
                          (unsigned long long)ls.tcp_bad_frames,
                          (unsigned long long)ls.udp_send_errors);
-    struct outbound_stats total = {0};
-    for (unsigned i = 0; i < r->worker_count; i++) {
-        struct outbound_stats s;
-        if (!r->frontends[i])
-            continue;
-        frontend_outbound_stats(r->frontends[i], &s);
-        total.sent_udp += s.sent_udp;
-        total.sent_tcp += s.sent_tcp;
-        total.timeouts += s.timeouts;
-        total.mismatched += s.mismatched;
-        total.coalesced += s.coalesced;
-        total.tc_fallbacks += s.tc_fallbacks;
-        total.errors += s.errors;
-        total.answers += s.answers;
-        total.bad_cookie += s.bad_cookie;
-    }
+    struct outbound_stats total;
+    resolver_outbound_totals(r, &total);
     control_reply_printf(reply,
                          "upstream_udp=%llu\nupstream_tcp=%llu\nupstream_answers=%llu\n"
                          "upstream_errors=%llu\nupstream_timeouts=%llu\n"
@@ -396,15 +415,6 @@ static void resolver_print_stats(struct resolver *r, struct control_reply *reply
 }
 
 /* --- Prometheus metrics ------------------------------------------------------------------- */
-
-static uint64_t resolver_counter_sum(struct resolver *r, enum frontend_counter counter)
-{
-    uint64_t sum = 0;
-    for (unsigned i = 0; i < r->worker_count; i++)
-        if (r->frontends[i])
-            sum += frontend_counter(r->frontends[i], counter);
-    return sum;
-}
 
 /* One family whose samples are frontend counters told apart by one label. */
 static void resolver_metric_labelled(struct resolver *r, struct metrics_writer *w, const char *name,
@@ -503,10 +513,8 @@ static void resolver_collect_metrics(void *ctx, struct metrics_writer *w)
     resolver_metric_labelled(r, w, "ballast_resolver_rejected_queries_total",
                              "Queries dropped or refused, by reason.", "reason", drops, drop_names,
                              4);
-    struct listener_stats ls = {0};
-    for (unsigned i = 0; i < r->worker_count; i++)
-        if (r->frontends[i])
-            frontend_add_listener_stats(r->frontends[i], &ls);
+    struct listener_stats ls;
+    resolver_listener_totals(r, &ls);
     metrics_family(w, "ballast_resolver_tcp_connections_total", "counter",
                    "Client TCP connections, by event.");
     metrics_sample(w, "ballast_resolver_tcp_connections_total", "event=\"accepted\"",
@@ -529,20 +537,8 @@ static void resolver_collect_metrics(void *ctx, struct metrics_writer *w)
     metrics_single(w, "ballast_resolver_refreshes_total", "counter",
                    "Background refreshes started behind a stale answer.",
                    resolver_counter_sum(r, FRONTEND_REFRESHES));
-    struct outbound_stats total = {0};
-    for (unsigned i = 0; i < r->worker_count; i++) {
-        struct outbound_stats s;
-        if (!r->frontends[i])
-            continue;
-        frontend_outbound_stats(r->frontends[i], &s);
-        total.sent_udp += s.sent_udp;
-        total.sent_tcp += s.sent_tcp;
-        total.answers += s.answers;
-        total.timeouts += s.timeouts;
-        total.errors += s.errors;
-        total.coalesced += s.coalesced;
-        total.bad_cookie += s.bad_cookie;
-    }
+    struct outbound_stats total;
+    resolver_outbound_totals(r, &total);
     metrics_single(
         w, "ballast_resolver_upstream_bad_cookie_total", "counter",
         "Upstream responses not taken for their cookie: another client cookie, or none from a "

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon.h"
 #include "errors.h"
 
 #define RESOLVER_COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -405,10 +404,7 @@ int resolver_config_set_pid_file(struct resolver_config *cfg, const char *path,
 int resolver_config_set_user(struct resolver_config *cfg, const char *spec,
                              struct config_error *err)
 {
-    char reason[256];
-    if (daemon_user_check(spec, reason, sizeof reason) != 0)
-        return config_fail_or_cmdline(err, NULL, "--%s", reason);
-    return resolver_set_string(&cfg->user, "--user", spec, err);
+    return config_set_user(&cfg->user, spec, err);
 }
 
 /* ---- reading the YAML tree ---- */
@@ -439,32 +435,16 @@ static int resolver_read_server(struct resolver_config *cfg, const struct config
                                                 .log_target = &cfg->log_target,
                                                 .log_queries = &cfg->log_queries,
                                                 .control_path = &cfg->control_path,
-                                                .pid_file = &cfg->pid_file};
+                                                .pid_file = &cfg->pid_file,
+                                                .metrics = &cfg->metrics,
+                                                .has_metrics = &cfg->has_metrics,
+                                                .metrics_default_port =
+                                                    RESOLVER_DEFAULT_METRICS_PORT,
+                                                .user = &cfg->user};
     rc = config_read_server_fields(server, cfg->source_file, &fields, err);
     if (rc == 0)
         rc = control_tcp_config_read(server, cfg->source_file, RESOLVER_DEFAULT_CONTROL_TCP_PORT,
                                      &cfg->control_tcp, err);
-    const struct config_node *node = NULL;
-    const char *text = NULL;
-    if (rc == 0)
-        rc = config_get_text(server, "metrics", &node, &text, err);
-    if (rc == 0 && text != NULL) {
-        if (addr_parse(text, RESOLVER_DEFAULT_METRICS_PORT, &cfg->metrics) != 0)
-            return config_fail(err, node, "metrics: invalid address '%s' (expected ADDR[@PORT])",
-                               text);
-        cfg->has_metrics = true;
-    }
-    if (rc == 0)
-        rc = config_get_text(server, "user", &node, &text, err);
-    if (rc == 0 && text != NULL) {
-        char reason[256];
-        if (daemon_user_check(text, reason, sizeof reason) != 0)
-            return config_fail(err, node, "%s", reason);
-        free(cfg->user);
-        cfg->user = strdup(text);
-        if (cfg->user == NULL)
-            return config_nomem(err, node);
-    }
     return rc;
 }
 
